@@ -1,0 +1,19 @@
+package sqlite_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/kalcifer/kalcifer/store"
+	"github.com/kalcifer/kalcifer/store/sqlite"
+	"github.com/kalcifer/kalcifer/store/storetest"
+)
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		// The folder does not exist yet: Open creates it.
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "data", "kalcifer.db"))
+		return storetest.Prepare(t, s, err)
+	})
+}
