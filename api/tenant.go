@@ -1,0 +1,92 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/kalcifer/kalcifer/store"
+)
+
+// list is the envelope of every collection response, so that fields such as
+// a cursor can be added without breaking clients.
+type list[T any] struct {
+	Data []T `json:"data"`
+}
+
+func (s *Server) getTenant(c echo.Context) error {
+	t, err := s.store.Tenants().GetTenant(c.Request().Context(), tenantID(c))
+	if err != nil {
+		return storeError(err, "tenant_not_found", "tenant")
+	}
+	return c.JSON(http.StatusOK, t)
+}
+
+func (s *Server) listAPIKeys(c echo.Context) error {
+	keys, err := s.store.Tenants().ListAPIKeys(c.Request().Context(), tenantID(c))
+	if err != nil {
+		return storeError(err, "api_key_not_found", "api keys")
+	}
+	return c.JSON(http.StatusOK, list[store.APIKey]{Data: nonNil(keys)})
+}
+
+// issuedAPIKey is the only response that ever carries a key's secret.
+type issuedAPIKey struct {
+	store.APIKey
+	Secret string `json:"secret"`
+}
+
+func (s *Server) createAPIKey(c echo.Context) error {
+	var req createAPIKeyRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	key, secret, err := store.IssueAPIKey(c.Request().Context(), s.store.Tenants(), tenantID(c), *req.Name, s.now())
+	if err != nil {
+		return storeError(err, "tenant_not_found", "api key")
+	}
+	return c.JSON(http.StatusCreated, issuedAPIKey{APIKey: key, Secret: secret})
+}
+
+// revokeAPIKey refuses to revoke a tenant's last active key: with none left
+// the tenant could not call the API to issue another.
+func (s *Server) revokeAPIKey(c echo.Context) error {
+	ctx := c.Request().Context()
+	s.revoking.Lock()
+	defer s.revoking.Unlock()
+	keys, err := s.store.Tenants().ListAPIKeys(ctx, tenantID(c))
+	if err != nil {
+		return storeError(err, "api_key_not_found", "api keys")
+	}
+	id := c.Param("id")
+	var target *store.APIKey
+	active := 0
+	for i, k := range keys {
+		if k.RevokedAt == nil {
+			active++
+		}
+		if k.ID == id {
+			target = &keys[i]
+		}
+	}
+	switch {
+	case target == nil:
+		return apiError(http.StatusNotFound, "api_key_not_found", "api key not found")
+	case target.RevokedAt == nil && active <= 1:
+		return apiError(http.StatusConflict, "last_api_key",
+			"this is the tenant's last active API key; issue another before revoking it")
+	}
+	key, err := s.store.Tenants().RevokeAPIKey(ctx, tenantID(c), id, s.now())
+	if err != nil {
+		return storeError(err, "api_key_not_found", "api key")
+	}
+	return c.JSON(http.StatusOK, key)
+}
+
+// nonNil makes an empty result encode as [] rather than null.
+func nonNil[T any](xs []T) []T {
+	if xs == nil {
+		return []T{}
+	}
+	return xs
+}
