@@ -1,0 +1,270 @@
+// Package config is Kalcifer's typed configuration. Every setting has a
+// default, and can be set in an optional JSON file, in a KALCIFER_* variable
+// and by a command-line flag, each overriding the one before. Everything is
+// validated at start, and an error names the bad setting and where it came from.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the validated configuration of one kalcifer process.
+type Config struct {
+	Listen           string
+	DataDir          string
+	DatabaseURL      string
+	DatabaseMaxConns int
+	LogLevel         slog.Level
+	LogFormat        string
+	BodyLimit        int64
+	RateLimit        float64
+	RateBurst        int
+	ShutdownTimeout  time.Duration
+	BootstrapTenant  string
+}
+
+// setting describes one configuration key. Its env variable and flag are
+// derived from the key so that the three spellings never drift apart.
+type setting struct {
+	key  string
+	def  string
+	help string
+	set  func(c *Config, v string) error
+}
+
+var settings = []setting{
+	{"listen", ":4000", "address the HTTP API and UI listen on (host:port)", func(c *Config, v string) error {
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			return fmt.Errorf("want host:port such as :4000 or 127.0.0.1:4000")
+		}
+		c.Listen = v
+		return nil
+	}},
+	{"data_dir", "./data", "folder for the embedded SQLite database", func(c *Config, v string) error {
+		if strings.TrimSpace(v) == "" {
+			return errors.New("must not be empty")
+		}
+		c.DataDir = v
+		return nil
+	}},
+	{"database_url", "", "postgres://… to use PostgreSQL; empty uses SQLite in data_dir", func(c *Config, v string) error {
+		if v != "" && !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
+			return errors.New("want a postgres:// or postgresql:// URL, or empty for the embedded SQLite store")
+		}
+		c.DatabaseURL = v
+		return nil
+	}},
+	{"database_max_conns", "20", "PostgreSQL connection pool size", func(c *Config, v string) error {
+		return positiveInt(v, &c.DatabaseMaxConns)
+	}},
+	{"log_level", "info", "debug, info, warn or error", func(c *Config, v string) error {
+		return c.LogLevel.UnmarshalText([]byte(v))
+	}},
+	{"log_format", "json", "json or text", func(c *Config, v string) error {
+		if v != "json" && v != "text" {
+			return errors.New("want json or text")
+		}
+		c.LogFormat = v
+		return nil
+	}},
+	{"body_limit", "1MB", "largest accepted request body (bytes, or with KB/MB suffix)", func(c *Config, v string) error {
+		n, err := parseBytes(v)
+		if err != nil {
+			return err
+		}
+		c.BodyLimit = n
+		return nil
+	}},
+	{"rate_limit", "100", "API requests per second allowed per tenant", func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return errors.New("want a number of requests per second above 0")
+		}
+		c.RateLimit = f
+		return nil
+	}},
+	{"rate_burst", "200", "API requests a tenant may send at once above the rate", func(c *Config, v string) error {
+		return positiveInt(v, &c.RateBurst)
+	}},
+	{"shutdown_timeout", "15s", "how long to wait for requests in flight on shutdown", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return errors.New("want a positive duration such as 15s")
+		}
+		c.ShutdownTimeout = d
+		return nil
+	}},
+	{"bootstrap_tenant", "default", "name of the tenant created on first start; empty creates none", func(c *Config, v string) error {
+		c.BootstrapTenant = v
+		return nil
+	}},
+}
+
+// EnvName is the environment variable of a key: KALCIFER_ and the key in capitals.
+func EnvName(key string) string { return "KALCIFER_" + strings.ToUpper(key) }
+
+// FlagName is the command-line flag of a key: the key with dashes.
+func FlagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
+
+// Flags holds the flags of a command that takes configuration.
+type Flags struct {
+	file   *string
+	values map[string]*string
+	fs     *flag.FlagSet
+}
+
+// RegisterFlags adds --config and one flag per setting to fs.
+func RegisterFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{values: make(map[string]*string, len(settings)), fs: fs}
+	f.file = fs.String("config", "", "JSON configuration file (also "+EnvName("config")+")")
+	for _, s := range settings {
+		f.values[s.key] = fs.String(FlagName(s.key), "", fmt.Sprintf("%s (%s, default %q)", s.help, EnvName(s.key), s.def))
+	}
+	return f
+}
+
+// Load builds the configuration from defaults, the file, the environment
+// (looked up with getenv) and the flags set on the command line.
+func (f *Flags) Load(getenv func(string) string) (Config, error) {
+	var c Config
+	for _, s := range settings {
+		if err := s.set(&c, s.def); err != nil {
+			return Config{}, fmt.Errorf("config: default %s=%q: %w", s.key, s.def, err)
+		}
+	}
+	path := *f.file
+	if path == "" {
+		path = getenv(EnvName("config"))
+	}
+	if path != "" {
+		if err := applyFile(&c, path); err != nil {
+			return Config{}, err
+		}
+	}
+	for _, s := range settings {
+		// An empty variable counts as unset, as shells and compose files often
+		// define variables they leave empty.
+		if v := getenv(EnvName(s.key)); v != "" {
+			if err := s.set(&c, v); err != nil {
+				return Config{}, fmt.Errorf("config: %s=%q: %w", EnvName(s.key), v, err)
+			}
+		}
+	}
+	var flagErr error
+	f.fs.Visit(func(fl *flag.Flag) {
+		for _, s := range settings {
+			if fl.Name == FlagName(s.key) && flagErr == nil {
+				if err := s.set(&c, *f.values[s.key]); err != nil {
+					flagErr = fmt.Errorf("config: --%s=%q: %w", fl.Name, *f.values[s.key], err)
+				}
+			}
+		}
+	})
+	return c, flagErr
+}
+
+func applyFile(c *Config, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: read %s: %w", path, err)
+	}
+	var raw map[string]any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return fmt.Errorf("config: %s is not a JSON object: %w", path, err)
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		s, ok := settingByKey(k)
+		if !ok {
+			return fmt.Errorf("config: %s: unknown setting %q (known: %s)", path, k, strings.Join(Keys(), ", "))
+		}
+		v := fmt.Sprint(raw[k])
+		if err := s.set(c, v); err != nil {
+			return fmt.Errorf("config: %s: %s=%q: %w", path, k, v, err)
+		}
+	}
+	return nil
+}
+
+func settingByKey(key string) (setting, bool) {
+	for _, s := range settings {
+		if s.key == key {
+			return s, true
+		}
+	}
+	return setting{}, false
+}
+
+// Setting documents one key for the README table and --help.
+type Setting struct {
+	Key, Env, Flag, Default, Help string
+}
+
+// Keys lists every setting key in declaration order.
+func Keys() []string {
+	keys := make([]string, len(settings))
+	for i, s := range settings {
+		keys[i] = s.key
+	}
+	return keys
+}
+
+// Settings documents every setting.
+func Settings() []Setting {
+	out := make([]Setting, len(settings))
+	for i, s := range settings {
+		out[i] = Setting{Key: s.key, Env: EnvName(s.key), Flag: "--" + FlagName(s.key), Default: s.def, Help: s.help}
+	}
+	return out
+}
+
+// SQLitePath is where the embedded store lives.
+func (c Config) SQLitePath() string { return filepath.Join(c.DataDir, "kalcifer.db") }
+
+func positiveInt(v string, dst *int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return errors.New("want a whole number above 0")
+	}
+	*dst = n
+	return nil
+}
+
+var byteUnits = []struct {
+	suffix string
+	factor int64
+}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+
+func parseBytes(v string) (int64, error) {
+	s := strings.ToUpper(strings.TrimSpace(v))
+	factor := int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			s, factor = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.factor
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/factor {
+		return 0, errors.New("want a size such as 1048576, 512KB or 1MB")
+	}
+	return n * factor, nil
+}
