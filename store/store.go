@@ -29,6 +29,10 @@ var (
 type Store interface {
 	Tenants() Tenants
 	Journeys() Journeys
+	Customers() Customers
+	Events() Events
+	Instances() Instances
+	Deliveries() Deliveries
 	// Migrate applies every embedded migration not yet applied, in order.
 	Migrate(ctx context.Context) error
 	// Ping reports whether the database answers.
@@ -40,9 +44,19 @@ type Store interface {
 
 // Tenant is an isolated customer of Kalcifer.
 type Tenant struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
+	ID        string         `json:"id"`
+	Name      string         `json:"name"`
+	Settings  TenantSettings `json:"settings"`
+	CreatedAt time.Time      `json:"created_at"`
+}
+
+// TenantSettings are the choices a tenant makes about how Kalcifer treats
+// its data. The zero value is the default.
+type TenantSettings struct {
+	// RejectUnknownCustomers refuses events for an external id that has no
+	// customer yet. By default such an event creates the customer, as
+	// Segment's track does.
+	RejectUnknownCustomers bool `json:"reject_unknown_customers"`
 }
 
 // APIKey is a tenant's credential. Only the SHA-256 of the secret is stored;
@@ -63,6 +77,8 @@ type Tenants interface {
 	CreateTenant(ctx context.Context, name string, at time.Time) (Tenant, error)
 	GetTenant(ctx context.Context, id string) (Tenant, error)
 	ListTenants(ctx context.Context) ([]Tenant, error)
+	// UpdateTenantSettings replaces the tenant's settings.
+	UpdateTenantSettings(ctx context.Context, tenantID string, settings TenantSettings) (Tenant, error)
 	// CreateAPIKey stores a key; key.ID is assigned, and key.CreatedAt if it
 	// is zero. A hash already stored is ErrConflict; an unknown tenant ErrNotFound.
 	CreateAPIKey(ctx context.Context, key APIKey) (APIKey, error)

@@ -68,6 +68,7 @@ func Open(ctx context.Context, url string, maxConns int) (store.Store, error) {
 		Store: sqlstore.New(stdlib.OpenDBFromPool(pool), sqlstore.Dialect{
 			Name:                  "postgres",
 			NumberedParams:        true,
+			JSONArrayElements:     "jsonb_array_elements_text",
 			ForUpdate:             " FOR UPDATE",
 			MigrationLock:         fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLock),
 			IsUniqueViolation:     hasCode("23505"),

@@ -12,12 +12,16 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), 8)
-		return storetest.Prepare(t, s, err)
-	})
+func open(t testing.TB) store.Store {
+	s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), 8)
+	return storetest.Prepare(t, s, err)
 }
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
+}
+
+func BenchmarkCommit(b *testing.B) { storetest.BenchmarkCommit(b, open) }
 
 func TestPool(t *testing.T) {
 	s, err := postgres.Open(context.Background(), pgtest.NewDatabase(t), 2)

@@ -54,6 +54,7 @@ func Open(ctx context.Context, path string) (store.Store, error) {
 	}
 	return sqlstore.New(db, sqlstore.Dialect{
 		Name:                  "sqlite",
+		JSONArrayElements:     "json_each",
 		IsUniqueViolation:     hasCode(sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY),
 		IsForeignKeyViolation: hasCode(sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY),
 		Migrations:            sub,

@@ -75,21 +75,8 @@ func (s *Store) GetJourney(ctx context.Context, tenantID, id string) (store.Jour
 // ListJourneys orders by id, which sorts by creation time (see store.NewID)
 // and, unlike the time, is unique, so After never skips a journey.
 func (s *Store) ListJourneys(ctx context.Context, tenantID string, f store.JourneyFilter) ([]store.Journey, error) {
-	query := `SELECT ` + journeyCols + ` FROM journeys WHERE tenant_id = ?`
-	args := []any{tenantID}
-	if f.Status != "" {
-		query += ` AND status = ?`
-		args = append(args, f.Status)
-	}
-	if f.After != "" {
-		query += ` AND id > ?`
-		args = append(args, f.After)
-	}
-	query += ` ORDER BY id`
-	if f.Limit > 0 {
-		query += ` LIMIT ?`
-		args = append(args, f.Limit)
-	}
+	l := newList(journeyCols, `journeys`).where(`tenant_id = ?`, tenantID)
+	query, args := eq(l, `status`, f.Status).byID(f.After, f.Limit)
 	js, err := selectAll(ctx, s, scanJourney, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list journeys of tenant %s: %w", tenantID, err)

@@ -7,6 +7,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -27,6 +28,10 @@ type Dialect struct {
 	// It is empty where write transactions already exclude each other, as
 	// SQLite's do when they begin IMMEDIATE.
 	ForUpdate string
+	// JSONArrayElements is the table function that turns a JSON array of
+	// strings into rows with a column value: json_each on SQLite,
+	// jsonb_array_elements_text on PostgreSQL.
+	JSONArrayElements string
 	// MigrationLock, if set, runs first in every migration transaction so
 	// that processes migrating at the same time apply each file once.
 	MigrationLock string
@@ -37,7 +42,7 @@ type Dialect struct {
 	Migrations fs.FS
 }
 
-// Store implements store.Store, store.Tenants and store.Journeys.
+// Store implements store.Store and every aggregate interface.
 type Store struct {
 	db *sql.DB
 	d  Dialect
@@ -50,10 +55,14 @@ func New(db *sql.DB, d Dialect) *Store {
 	return &Store{db: db, d: d}
 }
 
-func (s *Store) Tenants() store.Tenants   { return s }
-func (s *Store) Journeys() store.Journeys { return s }
-func (s *Store) Driver() string           { return s.d.Name }
-func (s *Store) Close() error             { return s.db.Close() }
+func (s *Store) Tenants() store.Tenants       { return s }
+func (s *Store) Journeys() store.Journeys     { return s }
+func (s *Store) Customers() store.Customers   { return s }
+func (s *Store) Events() store.Events         { return s }
+func (s *Store) Instances() store.Instances   { return s }
+func (s *Store) Deliveries() store.Deliveries { return s }
+func (s *Store) Driver() string               { return s.d.Name }
+func (s *Store) Close() error                 { return s.db.Close() }
 
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
@@ -146,6 +155,61 @@ func (s *Store) classify(err error) error {
 
 type scanner interface{ Scan(dest ...any) error }
 
+// list builds a SELECT of the rows that pass every condition added, ordered
+// by id and paged after the last id of the previous page.
+type list struct {
+	query string
+	args  []any
+}
+
+func newList(cols, table string) *list {
+	return &list{query: `SELECT ` + cols + ` FROM ` + table + ` WHERE 1 = 1`}
+}
+
+// where adds a condition and the arguments of its placeholders.
+func (l *list) where(cond string, args ...any) *list {
+	l.query += ` AND ` + cond
+	l.args = append(l.args, args...)
+	return l
+}
+
+// eq adds col = v unless v is the zero value, which filters nothing.
+func eq[T comparable](l *list, col string, v T) *list {
+	var zero T
+	if v == zero {
+		return l
+	}
+	return l.where(col+` = ?`, v)
+}
+
+// page orders by orderBy and returns the query; a limit of 0 or less
+// returns every row.
+func (l *list) page(orderBy string, limit int) (string, []any) {
+	query, args := l.query+` ORDER BY `+orderBy, l.args
+	if limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	return query, args
+}
+
+// holding keeps the rows whose JSON array of strings col holds v, unless v
+// is empty, which filters nothing.
+func (s *Store) holding(l *list, col, v string) *list {
+	if v == "" {
+		return l
+	}
+	return l.where(`EXISTS (SELECT 1 FROM `+s.d.JSONArrayElements+`(`+col+`) WHERE value = ?)`, v)
+}
+
+// byID pages by id, after the last id of the previous page.
+func (l *list) byID(after string, limit int) (string, []any) {
+	if after != "" {
+		l.where(`id > ?`, after)
+	}
+	return l.page(`id`, limit)
+}
+
 // selectAll runs query and scans every row it returns with scan.
 func selectAll[T any](ctx context.Context, s *Store, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := s.query(ctx, s.db, query, args...)
@@ -180,4 +244,28 @@ func fromNullMicros(us sql.NullInt64) *time.Time {
 	}
 	t := fromMicros(us.Int64)
 	return &t
+}
+
+// jsonText encodes v for a JSON column. It is text, not bytes, so that
+// SQLite stores TEXT, which json_valid checks, and PostgreSQL parses it into
+// JSONB.
+func jsonText(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+// rawJSON is a caller's JSON for a nullable column, where empty means NULL.
+func rawJSON(raw json.RawMessage) any {
+	if len(raw) == 0 {
+		return nil
+	}
+	return string(raw)
+}
+
+// orEmpty is a caller's JSON for a NOT NULL column, where empty means {}.
+func orEmpty(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return `{}`
+	}
+	return string(raw)
 }

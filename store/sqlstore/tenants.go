@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -20,14 +21,30 @@ func (s *Store) CreateTenant(ctx context.Context, name string, at time.Time) (st
 	return t, nil
 }
 
-const tenantCols = `id, name, created_at`
+const tenantCols = `id, name, settings, created_at`
 
 func scanTenant(r scanner) (store.Tenant, error) {
 	var t store.Tenant
 	var created int64
-	err := r.Scan(&t.ID, &t.Name, &created)
+	var settings []byte
+	if err := r.Scan(&t.ID, &t.Name, &settings, &created); err != nil {
+		return t, err
+	}
 	t.CreatedAt = fromMicros(created)
-	return t, err
+	return t, json.Unmarshal(settings, &t.Settings)
+}
+
+func (s *Store) UpdateTenantSettings(ctx context.Context, tenantID string, settings store.TenantSettings) (store.Tenant, error) {
+	text, err := jsonText(settings)
+	var t store.Tenant
+	if err == nil {
+		t, err = scanTenant(s.queryRow(ctx, s.db, `UPDATE tenants SET settings = ? WHERE id = ? RETURNING `+tenantCols,
+			text, tenantID))
+	}
+	if err != nil {
+		return store.Tenant{}, fmt.Errorf("update settings of tenant %s: %w", tenantID, s.classify(err))
+	}
+	return t, nil
 }
 
 func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) {

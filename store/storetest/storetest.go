@@ -17,7 +17,7 @@ import (
 
 // Prepare is the tail of an open function: it fails t on err, migrates s
 // and closes it when t ends.
-func Prepare(t *testing.T, s store.Store, err error) store.Store {
+func Prepare(t testing.TB, s store.Store, err error) store.Store {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentCreateVersion", testConcurrentCreateVersion},
 		{"ConcurrentStatusCAS", testConcurrentStatusCAS},
 	}
-	for _, tt := range tests {
+	for _, tt := range append(tests, runtimeTests...) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tt.fn(t, open(t))
@@ -137,6 +137,42 @@ func wantGraph(t *testing.T, got, want []byte) {
 	}
 	if !reflect.DeepEqual(g, w) {
 		t.Fatalf("graph %s, want %s", got, want)
+	}
+}
+
+// wins counts the calls that succeeded, failing t on any error but lost.
+func wins(t *testing.T, lost error, errs []error) int {
+	t.Helper()
+	n := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			n++
+		case !errors.Is(err, lost):
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+// allPages reads a list to its end, limit rows a page, each page after the
+// id of the last row of the one before.
+func allPages[T any](t *testing.T, limit int, page func(after string, limit int) ([]T, error), id func(T) string) []T {
+	t.Helper()
+	var all []T
+	for after := ""; ; {
+		rows, err := page(after, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) > limit {
+			t.Fatalf("page of %d with limit %d", len(rows), limit)
+		}
+		if len(rows) == 0 {
+			return all
+		}
+		all = append(all, rows...)
+		after = id(rows[len(rows)-1])
 	}
 }
 
@@ -282,20 +318,9 @@ func testListJourneys(t *testing.T, s store.Store) {
 	}
 	wantEqual(t, must(js.ListJourneys(ctx, ten.ID, store.JourneyFilter{}))(t), all)
 
-	var paged []store.Journey
-	f := store.JourneyFilter{Limit: 2}
-	for {
-		page := must(js.ListJourneys(ctx, ten.ID, f))(t)
-		if len(page) > 2 {
-			t.Fatalf("page of %d with limit 2", len(page))
-		}
-		if len(page) == 0 {
-			break
-		}
-		paged = append(paged, page...)
-		f.After = page[len(page)-1].ID
-	}
-	wantEqual(t, paged, all)
+	wantEqual(t, allPages(t, 2, func(after string, limit int) ([]store.Journey, error) {
+		return js.ListJourneys(ctx, ten.ID, store.JourneyFilter{After: after, Limit: limit})
+	}, func(j store.Journey) string { return j.ID }), all)
 
 	all[1] = must(js.SetJourneyStatus(ctx, ten.ID, all[1].ID, store.JourneyDraft, store.JourneyPaused, at(10)))(t)
 	all[3] = must(js.SetJourneyStatus(ctx, ten.ID, all[3].ID, store.JourneyDraft, store.JourneyPaused, at(10)))(t)
@@ -489,17 +514,8 @@ func testConcurrentStatusCAS(t *testing.T, s store.Store) {
 	js := s.Journeys()
 	ten := newTenant(t, s, "acme")
 	j := newJourney(t, s, ten.ID, nil)
-	won := 0
-	for _, err := range Concurrently(10, func() error {
+	wantEqual(t, wins(t, store.ErrConflict, Concurrently(10, func() error {
 		return errOf(js.SetJourneyStatus(ctx, ten.ID, j.ID, store.JourneyDraft, store.JourneyPaused, at(1)))
-	}) {
-		switch {
-		case err == nil:
-			won++
-		case !errors.Is(err, store.ErrConflict):
-			t.Fatal(err)
-		}
-	}
-	wantEqual(t, won, 1)
+	})), 1)
 	wantEqual(t, must(js.GetJourney(ctx, ten.ID, j.ID))(t).Status, store.JourneyPaused)
 }

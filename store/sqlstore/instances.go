@@ -1,0 +1,444 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kalcifer/kalcifer/store"
+)
+
+// terminal is the SQL list of terminal statuses. It is spelled as in the
+// partial index instances_one_active so that the planners match the two.
+const terminal = `('` + store.InstanceCompleted + `', '` + store.InstanceFailed + `', '` + store.InstanceExited + `')`
+
+func isTerminal(status string) bool {
+	return status == store.InstanceCompleted || status == store.InstanceFailed || status == store.InstanceExited
+}
+
+const instanceCols = `tenant_id, id, journey_id, version, customer_id, status, nodes, entry_key,
+	snapshot, epoch, error, created_at, updated_at, ended_at`
+
+func scanInstance(r scanner) (store.Instance, error) {
+	var in store.Instance
+	var nodes, snapshot []byte
+	var created, updated int64
+	var ended sql.NullInt64
+	err := r.Scan(&in.TenantID, &in.ID, &in.JourneyID, &in.Version, &in.CustomerID, &in.Status, &nodes, &in.EntryKey,
+		&snapshot, &in.Epoch, &in.Error, &created, &updated, &ended)
+	if err != nil {
+		return in, err
+	}
+	in.Snapshot = snapshot
+	in.CreatedAt, in.UpdatedAt, in.EndedAt = fromMicros(created), fromMicros(updated), fromNullMicros(ended)
+	in.Nodes = []string{}
+	if err := json.Unmarshal(nodes, &in.Nodes); err != nil {
+		return in, fmt.Errorf("decode nodes of instance %s: %w", in.ID, err)
+	}
+	return in, nil
+}
+
+// Commit writes the batch in one transaction, each commit inside its own
+// savepoint: a commit that fails rolls back to its savepoint alone, and the
+// others still share one transaction and one sync to disk. A lone commit
+// needs no savepoint, the transaction being its unit.
+func (s *Store) Commit(ctx context.Context, commits []store.Commit) []error {
+	errs := make([]error, len(commits))
+	wrap := func(i int, err error) error {
+		return fmt.Errorf("commit instance %s: %w", commits[i].Instance.ID, s.classify(err))
+	}
+	if len(commits) == 0 {
+		return errs
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if len(commits) == 1 {
+			return s.commit(ctx, tx, commits[0])
+		}
+		for i := range commits {
+			own, err := s.savepoint(ctx, tx, func() error { return s.commit(ctx, tx, commits[i]) })
+			if own != nil {
+				errs[i] = wrap(i, own)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = wrap(i, err)
+			}
+		}
+	}
+	return errs
+}
+
+// savepoint runs fn so that its failure undoes only what fn wrote; own is
+// fn's error. err means the transaction itself can go no further, and
+// takes every commit of the batch down with it.
+func (s *Store) savepoint(ctx context.Context, tx *sql.Tx, fn func() error) (own, err error) {
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT one_commit`); err != nil {
+		return nil, err
+	}
+	if own = fn(); own != nil {
+		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT one_commit`); err != nil {
+			return own, err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `RELEASE SAVEPOINT one_commit`)
+	return own, err
+}
+
+// commit writes one commit. The rows it adds belong to its instance: their
+// tenant and instance come from it, whatever the caller put there.
+func (s *Store) commit(ctx context.Context, tx *sql.Tx, c store.Commit) error {
+	in := c.Instance
+	at := stamp(in.UpdatedAt)
+	in.UpdatedAt = at
+	if c.Create && in.ID == "" {
+		in.ID = store.NewID("ins", at)
+	}
+	var err error
+	if c.Create {
+		err = s.createInstance(ctx, tx, in)
+	} else {
+		err = s.updateInstance(ctx, tx, in)
+	}
+	if err != nil {
+		return err
+	}
+	if c.Customer != nil {
+		if _, err := s.patchCustomer(ctx, tx, in.TenantID, `id`, in.CustomerID, *c.Customer, at); err != nil {
+			return fmt.Errorf("patch customer %s: %w", in.CustomerID, err)
+		}
+	}
+	if err := s.insertSteps(ctx, tx, in, c.Create, c.Steps); err != nil {
+		return fmt.Errorf("steps: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, `deliveries`, deliveryCols, true, deliveryRows(in, c.Deliveries)); err != nil {
+		return fmt.Errorf("deliveries: %w", err)
+	}
+	timers := make([][]any, len(c.Timers))
+	for i, t := range c.Timers {
+		timers[i] = []any{in.TenantID, in.ID, t.TokenID, stamp(t.DueAt).UnixMicro()}
+	}
+	if err := s.replaceRows(ctx, tx, in, !c.Create, `timers`, `tenant_id, instance_id, token_id, due_at`, timers); err != nil {
+		return fmt.Errorf("timers: %w", err)
+	}
+	waits := make([][]any, len(c.Waits))
+	for i, w := range c.Waits {
+		waits[i] = []any{in.TenantID, in.ID, orDefault(w.CustomerID, in.CustomerID), w.EventType}
+	}
+	if err := s.replaceRows(ctx, tx, in, !c.Create, `waits`, `tenant_id, instance_id, customer_id, event_type`, waits); err != nil {
+		return fmt.Errorf("waits: %w", err)
+	}
+	return nil
+}
+
+// orDefault is v, or fallback when v is empty.
+func orDefault(v, fallback string) string {
+	if v == "" {
+		return fallback
+	}
+	return v
+}
+
+func nodesJSON(nodes []string) (string, error) {
+	if nodes == nil {
+		nodes = []string{}
+	}
+	return jsonText(nodes)
+}
+
+// endedAt is when a commit to status at time at ends the instance, if it does.
+func endedAt(status string, at time.Time) any {
+	if !isTerminal(status) {
+		return nil
+	}
+	return at.UnixMicro()
+}
+
+// createInstance inserts with ON CONFLICT DO NOTHING rather than failing on
+// the unique indexes, because a failed statement aborts a PostgreSQL
+// transaction and the reason must still be read afterwards.
+func (s *Store) createInstance(ctx context.Context, tx *sql.Tx, in store.Instance) error {
+	nodes, err := nodesJSON(in.Nodes)
+	if err != nil {
+		return err
+	}
+	created := in.UpdatedAt
+	if !in.CreatedAt.IsZero() {
+		created = stamp(in.CreatedAt)
+	}
+	res, err := s.exec(ctx, tx, `INSERT INTO instances (`+instanceCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		in.TenantID, in.ID, in.JourneyID, in.Version, in.CustomerID, in.Status, nodes, in.EntryKey,
+		rawJSON(in.Snapshot), in.Error, created.UnixMicro(), in.UpdatedAt.UnixMicro(), endedAt(in.Status, in.UpdatedAt))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	return s.whyNotCreated(ctx, tx, in)
+}
+
+// whyNotCreated names the unique index an insert ran into. An entry key
+// seen before wins over an active instance: the enrolment is a replay.
+func (s *Store) whyNotCreated(ctx context.Context, tx *sql.Tx, in store.Instance) error {
+	exists := func(cond string, args ...any) (bool, error) {
+		var n int
+		err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM instances WHERE tenant_id = ? AND journey_id = ? AND `+cond,
+			append([]any{in.TenantID, in.JourneyID}, args...)...).Scan(&n)
+		return n > 0, err
+	}
+	if in.EntryKey != "" {
+		if dup, err := exists(`entry_key = ?`, in.EntryKey); err != nil || dup {
+			return errors.Join(err, fmt.Errorf("%w: entry key %q", store.ErrDuplicateEntry, in.EntryKey))
+		}
+	}
+	if !isTerminal(in.Status) {
+		if active, err := exists(`customer_id = ? AND status NOT IN `+terminal, in.CustomerID); err != nil || active {
+			return errors.Join(err, fmt.Errorf("%w: customer %s", store.ErrActiveInstance, in.CustomerID))
+		}
+	}
+	return fmt.Errorf("%w: instance id %s is taken", store.ErrConflict, in.ID)
+}
+
+// updateInstance writes the instance only if its epoch is the caller's and
+// it has not ended already: terminal statuses stay terminal.
+func (s *Store) updateInstance(ctx context.Context, tx *sql.Tx, in store.Instance) error {
+	nodes, err := nodesJSON(in.Nodes)
+	if err != nil {
+		return err
+	}
+	err = s.execOne(ctx, tx, `UPDATE instances SET version = ?, status = ?, nodes = ?, snapshot = ?, error = ?,
+		updated_at = ?, ended_at = COALESCE(ended_at, ?)
+		WHERE tenant_id = ? AND id = ? AND epoch = ? AND (status NOT IN `+terminal+` OR status = ?)`,
+		in.Version, in.Status, nodes, rawJSON(in.Snapshot), in.Error,
+		in.UpdatedAt.UnixMicro(), endedAt(in.Status, in.UpdatedAt),
+		in.TenantID, in.ID, in.Epoch, in.Status)
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	var epoch int64
+	var status string
+	err = s.queryRow(ctx, tx, `SELECT epoch, status FROM instances WHERE tenant_id = ? AND id = ?`,
+		in.TenantID, in.ID).Scan(&epoch, &status)
+	switch {
+	case err != nil:
+		return err
+	case epoch != in.Epoch:
+		return fmt.Errorf("%w: epoch is %d, the commit's %d", store.ErrStaleEpoch, epoch, in.Epoch)
+	default:
+		return fmt.Errorf("%w: instance has ended %s", store.ErrConflict, status)
+	}
+}
+
+const stepCols = `tenant_id, instance_id, seq, node_id, node_type, version, token_id, outcome, branch,
+	input, output, error, started_at, finished_at`
+
+// insertSteps numbers the steps that come without a sequence number after
+// the last one stored.
+func (s *Store) insertSteps(ctx context.Context, tx *sql.Tx, in store.Instance, fresh bool, steps []store.Step) error {
+	var last int64
+	if !fresh && slices.ContainsFunc(steps, func(st store.Step) bool { return st.Seq == 0 }) {
+		err := s.queryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) FROM instance_steps WHERE tenant_id = ? AND instance_id = ?`,
+			in.TenantID, in.ID).Scan(&last)
+		if err != nil {
+			return err
+		}
+	}
+	rows := make([][]any, len(steps))
+	for i, st := range steps {
+		if st.Seq == 0 {
+			st.Seq = last + 1
+		}
+		last = max(last, st.Seq)
+		rows[i] = []any{in.TenantID, in.ID, st.Seq, st.NodeID, st.NodeType, st.Version, st.TokenID, st.Outcome, st.Branch,
+			rawJSON(st.Input), rawJSON(st.Output), st.Error, stamp(st.StartedAt).UnixMicro(), stamp(st.FinishedAt).UnixMicro()}
+	}
+	return s.insertRows(ctx, tx, `instance_steps`, stepCols, false, rows)
+}
+
+// replaceRows makes rows the instance's rows of table; old says whether
+// the instance may have some already.
+func (s *Store) replaceRows(ctx context.Context, tx *sql.Tx, in store.Instance, old bool, table, cols string, rows [][]any) error {
+	if old {
+		_, err := s.exec(ctx, tx, `DELETE FROM `+table+` WHERE tenant_id = ? AND instance_id = ?`, in.TenantID, in.ID)
+		if err != nil {
+			return err
+		}
+	}
+	return s.insertRows(ctx, tx, table, cols, true, rows)
+}
+
+// insertChunk bounds the rows of one INSERT, keeping its placeholders far
+// below both databases' limits.
+const insertChunk = 256
+
+// insertRows inserts rows, each holding the values of cols, several to a
+// statement. With skipDuplicates a row that breaks a uniqueness rule is
+// left out instead of failing the statement.
+func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, table, cols string, skipDuplicates bool, rows [][]any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), insertChunk)
+		one := `(?` + strings.Repeat(`, ?`, len(rows[0])-1) + `)`
+		query := `INSERT INTO ` + table + ` (` + cols + `) VALUES ` + one + strings.Repeat(`, `+one, n-1)
+		if skipDuplicates {
+			query += ` ON CONFLICT DO NOTHING`
+		}
+		if _, err := s.exec(ctx, tx, query, slices.Concat(rows[:n]...)...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+func (s *Store) ClaimInstance(ctx context.Context, tenantID, id string) (store.Instance, error) {
+	in, err := scanInstance(s.queryRow(ctx, s.db, `UPDATE instances SET epoch = epoch + 1
+		WHERE tenant_id = ? AND id = ? RETURNING `+instanceCols, tenantID, id))
+	if err != nil {
+		return store.Instance{}, fmt.Errorf("claim instance %s: %w", id, s.classify(err))
+	}
+	return in, nil
+}
+
+func (s *Store) GetInstance(ctx context.Context, tenantID, id string) (store.Instance, error) {
+	query, args := newList(instanceCols, `instances`).where(`tenant_id = ? AND id = ?`, tenantID, id).page(`id`, 1)
+	in, err := scanInstance(s.queryRow(ctx, s.db, query, args...))
+	if err != nil {
+		return store.Instance{}, fmt.Errorf("get instance %s: %w", id, s.classify(err))
+	}
+	return in, nil
+}
+
+func (s *Store) ListInstances(ctx context.Context, tenantID string, f store.InstanceFilter) ([]store.Instance, error) {
+	l := newList(instanceCols, `instances`).where(`tenant_id = ?`, tenantID)
+	eq(eq(eq(eq(l, `journey_id`, f.JourneyID), `status`, f.Status), `version`, f.Version), `customer_id`, f.CustomerID)
+	query, args := s.holding(l, `nodes`, f.NodeID).byID(f.After, f.Limit)
+	ins, err := selectAll(ctx, s, scanInstance, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list instances of tenant %s: %w", tenantID, err)
+	}
+	return ins, nil
+}
+
+func scanStep(r scanner) (store.Step, error) {
+	var st store.Step
+	var tenantID string
+	var input, output []byte
+	var started, finished int64
+	err := r.Scan(&tenantID, &st.InstanceID, &st.Seq, &st.NodeID, &st.NodeType, &st.Version, &st.TokenID, &st.Outcome,
+		&st.Branch, &input, &output, &st.Error, &started, &finished)
+	st.Input, st.Output = input, output
+	st.StartedAt, st.FinishedAt = fromMicros(started), fromMicros(finished)
+	return st, err
+}
+
+// ListSteps returns the timeline in order; an instance of another tenant
+// has none.
+func (s *Store) ListSteps(ctx context.Context, tenantID, instanceID string) ([]store.Step, error) {
+	query, args := newList(stepCols, `instance_steps`).where(`tenant_id = ? AND instance_id = ?`, tenantID, instanceID).page(`seq`, 0)
+	steps, err := selectAll(ctx, s, scanStep, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list steps of instance %s: %w", instanceID, err)
+	}
+	return steps, nil
+}
+
+// customerInstance returns the customer's latest instance of the journey
+// that passes the conditions.
+func (s *Store) customerInstance(ctx context.Context, tenantID, journeyID, customerID string, conds ...string) (store.Instance, error) {
+	l := newList(instanceCols, `instances`).
+		where(`tenant_id = ? AND journey_id = ? AND customer_id = ?`, tenantID, journeyID, customerID)
+	for _, c := range conds {
+		l.where(c)
+	}
+	query, args := l.page(`created_at DESC, id DESC`, 1)
+	in, err := scanInstance(s.queryRow(ctx, s.db, query, args...))
+	if err != nil {
+		return store.Instance{}, fmt.Errorf("instance of customer %s in journey %s: %w", customerID, journeyID, s.classify(err))
+	}
+	return in, nil
+}
+
+func (s *Store) ActiveInstance(ctx context.Context, tenantID, journeyID, customerID string) (store.Instance, error) {
+	return s.customerInstance(ctx, tenantID, journeyID, customerID, `status NOT IN `+terminal)
+}
+
+func (s *Store) LastInstance(ctx context.Context, tenantID, journeyID, customerID string) (store.Instance, error) {
+	return s.customerInstance(ctx, tenantID, journeyID, customerID)
+}
+
+func (s *Store) CustomerInstances(ctx context.Context, tenantID, customerID string) ([]store.Instance, error) {
+	query, args := newList(instanceCols, `instances`).where(`tenant_id = ? AND customer_id = ?`, tenantID, customerID).
+		where(`status NOT IN `+terminal).page(`id`, 0)
+	ins, err := selectAll(ctx, s, scanInstance, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("instances of customer %s: %w", customerID, err)
+	}
+	return ins, nil
+}
+
+func scanString(r scanner) (string, error) {
+	var v string
+	err := r.Scan(&v)
+	return v, err
+}
+
+func (s *Store) WaitingFor(ctx context.Context, tenantID, customerID, eventType string) ([]string, error) {
+	ids, err := selectAll(ctx, s, scanString, `SELECT DISTINCT instance_id FROM waits
+		WHERE tenant_id = ? AND customer_id = ? AND event_type = ? ORDER BY instance_id`, tenantID, customerID, eventType)
+	if err != nil {
+		return nil, fmt.Errorf("instances of customer %s waiting for %q: %w", customerID, eventType, err)
+	}
+	return ids, nil
+}
+
+func scanTimer(r scanner) (store.Timer, error) {
+	var t store.Timer
+	var due int64
+	err := r.Scan(&t.TenantID, &t.InstanceID, &t.TokenID, &due)
+	t.DueAt = fromMicros(due)
+	return t, err
+}
+
+func (s *Store) DueTimers(ctx context.Context, now time.Time, limit int) ([]store.Timer, error) {
+	query, args := newList(`tenant_id, instance_id, token_id, due_at`, `timers`).where(`due_at <= ?`, stamp(now).UnixMicro()).
+		page(`due_at, tenant_id, instance_id, token_id`, limit)
+	ts, err := selectAll(ctx, s, scanTimer, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("due timers: %w", err)
+	}
+	return ts, nil
+}
+
+// Recoverable spells the status out, as in the partial index
+// instances_running, so that the planners use the index.
+func (s *Store) Recoverable(ctx context.Context, after string, limit int) ([]store.Instance, error) {
+	query, args := newList(instanceCols, `instances`).where(`status = '`+store.InstanceRunning+`'`).byID(after, limit)
+	ins, err := selectAll(ctx, s, scanInstance, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("recoverable instances: %w", err)
+	}
+	return ins, nil
+}
+
+func (s *Store) CountSends(ctx context.Context, tenantID, customerID, channel string, since time.Time) (int, error) {
+	l := newList(`COUNT(*)`, `deliveries`).where(`tenant_id = ? AND customer_id = ?`, tenantID, customerID)
+	eq(l, `channel`, channel).where(`created_at >= ? AND status <> ?`, stamp(since).UnixMicro(), store.DeliverySkipped)
+	var n int
+	if err := s.queryRow(ctx, s.db, l.query, l.args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count sends to customer %s: %w", customerID, err)
+	}
+	return n, nil
+}
