@@ -1,6 +1,8 @@
 package nodes
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 
 	"github.com/kalcifer/kalcifer/journey"
@@ -55,8 +57,10 @@ const abSplitSchema = `{
 
 type abSplitConfig struct {
 	Variants []struct {
-		Key string `json:"key"`
+		Key    string  `json:"key"`
+		Weight float64 `json:"weight"`
 	} `json:"variants"`
+	HoldoutPercent float64 `json:"holdout_percent"`
 }
 
 func (c abSplitConfig) keys() []string {
@@ -87,4 +91,46 @@ func (abSplit) Branches(config json.RawMessage) []string {
 	var c abSplitConfig
 	decode(config, &c)
 	return c.keys()
+}
+
+// Execute places the customer by a hash of (journey, customer, node), so the
+// same customer gets the same variant on every visit, after a migration and
+// on another cluster node, without storing the assignment.
+func (abSplit) Execute(x *Exec) Result {
+	c := config[abSplitConfig](x.Node)
+	u := unitHash(x.JourneyID, x.Customer.ID, x.Node.ID)
+	holdout := c.HoldoutPercent / 100
+	if u < holdout {
+		return Result{Outcome: Ended, Output: map[string]any{"holdout": true}}
+	}
+	// The rest of [0,1) is shared by the variants in proportion to weight.
+	u = (u - holdout) / (1 - holdout)
+	var total float64
+	for _, v := range c.Variants {
+		total += v.Weight
+	}
+	if len(c.Variants) == 0 || total <= 0 {
+		return Result{Outcome: Failed, Reason: "no variant with a positive weight"}
+	}
+	key := c.Variants[len(c.Variants)-1].Key
+	acc := 0.0
+	for _, v := range c.Variants {
+		acc += v.Weight / total
+		if u < acc {
+			key = v.Key
+			break
+		}
+	}
+	return Result{Outcome: Branched, Branch: key, Output: map[string]any{"variant": key}}
+}
+
+// unitHash maps its parts to [0,1) uniformly; SHA-256 rather than a fast
+// hash because sequential customer ids must not cluster in one variant.
+func unitHash(parts ...string) float64 {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return float64(binary.BigEndian.Uint64(h.Sum(nil))>>11) / (1 << 53)
 }

@@ -26,3 +26,12 @@ func newAddTag() Type {
 	return addTag{newBase("add_tag", journey.CategoryData,
 		"Adds a tag to the customer; adding a tag they already have changes nothing.", addTagSchema)}
 }
+
+type tagConfig struct {
+	Tag string `json:"tag"`
+}
+
+func (addTag) Execute(x *Exec) Result {
+	c := config[tagConfig](x.Node)
+	return Result{Outcome: Completed, Profile: &ProfileChange{AddTags: []string{c.Tag}}}
+}

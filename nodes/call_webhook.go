@@ -95,3 +95,5 @@ func (t callWebhook) ValidateConfig(config json.RawMessage) []journey.Problem {
 		}
 	})
 }
+
+func (callWebhook) Execute(x *Exec) Result { return deliver(x, "webhook") }

@@ -2,6 +2,9 @@ package nodes
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -58,4 +61,38 @@ func compileCondition(expression string) (*vm.Program, error) {
 		"context": map[string]any{},
 	}
 	return expr.Compile(expression, expr.Env(env), expr.AllowUndefinedVariables(), expr.AsBool())
+}
+
+// programs caches compiled expressions by source: a journey's conditions
+// run for every customer, and compiling costs far more than running.
+var programs sync.Map
+
+func cachedProgram(expression string) (*vm.Program, error) {
+	if p, ok := programs.Load(expression); ok {
+		return p.(*vm.Program), nil
+	}
+	p, err := compileCondition(expression)
+	if err != nil {
+		return nil, err
+	}
+	programs.Store(expression, p)
+	return p, nil
+}
+
+func (condition) Execute(x *Exec) Result {
+	c := config[conditionConfig](x.Node)
+	p, err := cachedProgram(c.Expression)
+	if err != nil {
+		return failed("expression", err)
+	}
+	env := map[string]any{"profile": x.Customer.Profile(), "event": eventMap(x.Event), "context": x.Context}
+	v, err := expr.Run(p, env)
+	if err != nil {
+		return failed("expression", err)
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return Result{Outcome: Failed, Reason: fmt.Sprintf("expression: result %v is not a boolean", v)}
+	}
+	return Result{Outcome: Branched, Branch: strconv.FormatBool(b), Output: map[string]any{"result": b}}
 }

@@ -1,9 +1,14 @@
 package nodes
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
 
 	"github.com/kalcifer/kalcifer/journey"
+	"github.com/kalcifer/kalcifer/nodes/sandbox"
 )
 
 const customCodeSchema = `{
@@ -55,8 +60,17 @@ const customCodeSchema = `{
 }`
 
 type customCodeConfig struct {
-	Branches []string `json:"branches"`
+	Code      string   `json:"code"`
+	TimeoutMS int      `json:"timeout_ms"`
+	MemoryMB  int      `json:"memory_mb"`
+	Branches  []string `json:"branches"`
 }
+
+// Defaults of the schema, for configs that leave the limits out.
+const (
+	defaultCodeTimeout = time.Second
+	defaultCodeMemory  = 16 << 20
+)
 
 type customCode struct{ base }
 
@@ -74,4 +88,43 @@ func (customCode) Branches(config json.RawMessage) []string {
 		return nil
 	}
 	return c.Branches
+}
+
+// ValidateConfig also compiles the script, so that a syntax error is found
+// when the journey is published rather than by the first customer.
+func (t customCode) ValidateConfig(config json.RawMessage) []journey.Problem {
+	var c customCodeConfig
+	return t.validate(config, &c, func(ch *checks) {
+		if err := sandbox.Check(c.Code); err != nil {
+			ch.add("/code", "%v", err)
+		}
+	})
+}
+
+// Execute runs the script with its own limits; the sandbox enforces them,
+// so no deadline from the caller is needed to keep a grain responsive.
+func (customCode) Execute(x *Exec) Result {
+	c := config[customCodeConfig](x.Node)
+	lim := sandbox.Limits{Timeout: defaultCodeTimeout, MemoryBytes: defaultCodeMemory}
+	if c.TimeoutMS > 0 {
+		lim.Timeout = time.Duration(c.TimeoutMS) * time.Millisecond
+	}
+	if c.MemoryMB > 0 {
+		lim.MemoryBytes = int64(c.MemoryMB) << 20
+	}
+	in := sandbox.Input{Profile: x.Customer.Profile(), Event: eventMap(x.Event), Context: x.Context}
+	res, err := sandbox.Run(context.Background(), c.Code, in, lim)
+	if err != nil {
+		return Result{Outcome: Failed, Reason: err.Error()}
+	}
+	out := Result{Outcome: Completed, ContextSet: res.Context, Output: map[string]any{"value": res.Value}}
+	if len(c.Branches) == 0 {
+		return out
+	}
+	if !slices.Contains(c.Branches, res.Branch) {
+		return Result{Outcome: Failed, Reason: fmt.Sprintf("script returned branch %q, not one of %q", res.Branch, c.Branches)}
+	}
+	out.Outcome, out.Branch = Branched, res.Branch
+	out.Output["branch"] = res.Branch
+	return out
 }

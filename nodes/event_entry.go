@@ -28,9 +28,12 @@ const eventEntrySchema = `{
   }
 }`
 
-type eventEntry struct{ base }
+type eventEntry struct {
+	base
+	completes
+}
 
 func newEventEntry() Type {
-	return eventEntry{newBase("event_entry", journey.CategoryEntry,
+	return eventEntry{base: newBase("event_entry", journey.CategoryEntry,
 		"Enrols a customer in the journey when they perform a matching event.", eventEntrySchema)}
 }

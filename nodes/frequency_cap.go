@@ -40,7 +40,9 @@ const frequencyCapSchema = `{
 }`
 
 type frequencyCapConfig struct {
-	TimeWindow string `json:"time_window"`
+	MaxMessages int    `json:"max_messages"`
+	TimeWindow  string `json:"time_window"`
+	Channel     string `json:"channel"`
 }
 
 type frequencyCap struct{ base }
@@ -55,4 +57,21 @@ func (t frequencyCap) ValidateConfig(config json.RawMessage) []journey.Problem {
 	return t.validate(config, &c, func(ch *checks) {
 		ch.duration("/time_window", c.TimeWindow, true, 0)
 	})
+}
+
+func (frequencyCap) Execute(x *Exec) Result {
+	c := config[frequencyCapConfig](x.Node)
+	window, err := journey.ParseDuration(c.TimeWindow)
+	if err != nil {
+		return failed("time_window", err)
+	}
+	if c.Channel == "" {
+		c.Channel = "all"
+	}
+	sent := x.SentSince(c.Channel, x.Now.Add(-window))
+	branch := "allowed"
+	if sent >= c.MaxMessages {
+		branch = "capped"
+	}
+	return Result{Outcome: Branched, Branch: branch, Output: map[string]any{"channel": c.Channel, "sent": sent, "max": c.MaxMessages}}
 }

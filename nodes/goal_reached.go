@@ -46,3 +46,15 @@ func (goalReached) Terminal(config json.RawMessage) bool {
 	decode(config, &c)
 	return c.ExitAfterGoal
 }
+
+func (goalReached) Execute(x *Exec) Result {
+	c := config[struct {
+		goalReachedConfig
+		GoalName string `json:"goal_name"`
+	}](x.Node)
+	r := Result{Outcome: Completed, Goal: c.GoalName, Output: map[string]any{"goal": c.GoalName}}
+	if c.ExitAfterGoal {
+		r.Outcome = ExitInstance
+	}
+	return r
+}

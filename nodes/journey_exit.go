@@ -30,3 +30,14 @@ func newJourneyExit() Type {
 }
 
 func (journeyExit) Terminal(json.RawMessage) bool { return true }
+
+func (journeyExit) Execute(x *Exec) Result {
+	c := config[struct {
+		Reason string `json:"reason"`
+	}](x.Node)
+	r := Result{Outcome: Ended}
+	if c.Reason != "" {
+		r.Output = map[string]any{"reason": c.Reason}
+	}
+	return r
+}

@@ -27,3 +27,8 @@ func newRemoveTag() Type {
 	return removeTag{newBase("remove_tag", journey.CategoryData,
 		"Removes a tag from the customer; removing a tag they do not have changes nothing.", removeTagSchema)}
 }
+
+func (removeTag) Execute(x *Exec) Result {
+	c := config[tagConfig](x.Node)
+	return Result{Outcome: Completed, Profile: &ProfileChange{RemoveTags: []string{c.Tag}}}
+}

@@ -39,10 +39,13 @@ type segmentEntryConfig struct {
 	Schedule string `json:"schedule"`
 }
 
-type segmentEntry struct{ base }
+type segmentEntry struct {
+	base
+	completes
+}
 
 func newSegmentEntry() Type {
-	return segmentEntry{newBase("segment_entry", journey.CategoryEntry,
+	return segmentEntry{base: newBase("segment_entry", journey.CategoryEntry,
 		"Enrols customers when they join a segment, or all its members on a cron schedule.", segmentEntrySchema)}
 }
 

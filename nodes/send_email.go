@@ -73,3 +73,5 @@ func (c *checks) address(field, value string) {
 		c.add(field, "must be an email address such as \"Acme <hello@acme.com>\": %v", err)
 	}
 }
+
+func (sendEmail) Execute(x *Exec) Result { return deliver(x, "email") }

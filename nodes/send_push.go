@@ -55,3 +55,5 @@ func newSendPush() Type {
 func (t sendPush) ValidateConfig(config json.RawMessage) []journey.Problem {
 	return t.validateContent(config, nil, "title", "body")
 }
+
+func (sendPush) Execute(x *Exec) Result { return deliver(x, "push") }

@@ -41,3 +41,5 @@ func newSendSMS() Type {
 func (t sendSMS) ValidateConfig(config json.RawMessage) []journey.Problem {
 	return t.validateContent(config, nil, "body")
 }
+
+func (sendSMS) Execute(x *Exec) Result { return deliver(x, "sms") }

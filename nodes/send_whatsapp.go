@@ -49,3 +49,5 @@ func newSendWhatsApp() Type {
 func (t sendWhatsApp) ValidateConfig(config json.RawMessage) []journey.Problem {
 	return t.validateContent(config, nil, "body")
 }
+
+func (sendWhatsApp) Execute(x *Exec) Result { return deliver(x, "whatsapp") }

@@ -47,3 +47,13 @@ func (t updateProfile) ValidateConfig(config json.RawMessage) []journey.Problem 
 		}
 	})
 }
+
+// Execute sets the values as configured; Liquid in string values is
+// rendered by the dispatcher's template engine, which nodes do not import,
+// so here they are stored literally.
+func (updateProfile) Execute(x *Exec) Result {
+	c := config[struct {
+		Fields map[string]any `json:"fields"`
+	}](x.Node)
+	return Result{Outcome: Completed, Profile: &ProfileChange{Set: c.Fields}}
+}

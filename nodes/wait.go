@@ -42,3 +42,14 @@ func (t wait) ValidateConfig(config json.RawMessage) []journey.Problem {
 		ch.duration("/duration", c.Duration, false, 0)
 	})
 }
+
+func (wait) Execute(x *Exec) Result {
+	c := config[waitConfig](x.Node)
+	d, err := journey.ParseDuration(c.Duration)
+	if err != nil {
+		return failed("duration", err)
+	}
+	return parkUntil(x, x.Now.Add(d))
+}
+
+func (wait) Resume(*Exec, Wait, Resume) Result { return Result{Outcome: Completed} }

@@ -128,3 +128,41 @@ func (waitForEvent) Branches(config json.RawMessage) []string {
 	decode(config, &c)
 	return c.keys()
 }
+
+func (waitForEvent) Execute(x *Exec) Result {
+	c := config[struct {
+		waitForEventConfig
+		EventType string            `json:"event_type"`
+		Filter    map[string]any    `json:"filter"`
+		Match     map[string]string `json:"match"`
+	}](x.Node)
+	w := &Wait{EventType: c.EventType, Filter: c.Filter, StartedAt: x.Now}
+	if len(c.Match) > 0 {
+		// Resolved now, not at resume: the customer waits for the order that
+		// was current when the wait began, even if the context moves on.
+		w.Match = make(map[string]any, len(c.Match))
+		for prop, path := range c.Match {
+			w.Match[prop] = resolvePath(x, path)
+		}
+	}
+	if c.Timeout != "" {
+		d, err := journey.ParseDuration(c.Timeout)
+		if err != nil {
+			return failed("timeout", err)
+		}
+		w.Until = x.Now.Add(d)
+	}
+	return Result{Outcome: Waiting, Wait: w}
+}
+
+func (waitForEvent) Resume(x *Exec, _ Wait, r Resume) Result {
+	c := config[waitForEventConfig](x.Node)
+	keys := c.keys()
+	if r.Event != nil {
+		return Result{Outcome: Branched, Branch: keys[0]}
+	}
+	if len(keys) < 2 {
+		return Result{Outcome: Failed, Reason: "timer fired on a wait without a timeout"}
+	}
+	return Result{Outcome: Branched, Branch: keys[1]}
+}

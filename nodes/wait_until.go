@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 	// Timezones are checked against the embedded database so that validation
 	// gives the same answer in containers without /usr/share/zoneinfo.
@@ -90,4 +91,77 @@ func (t waitUntil) ValidateConfig(config json.RawMessage) []journey.Problem {
 			}
 		}
 	})
+}
+
+var weekdays = map[string]time.Weekday{
+	"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
+	"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday,
+}
+
+func (waitUntil) Execute(x *Exec) Result {
+	c := config[waitUntilConfig](x.Node)
+	if c.Datetime != "" {
+		at, err := time.Parse(time.RFC3339, c.Datetime)
+		if err != nil {
+			return failed("datetime", err)
+		}
+		return parkUntil(x, at)
+	}
+	at, err := c.next(x.Now, c.location(x.Customer.Timezone))
+	if err != nil {
+		return failed("time_of_day", err)
+	}
+	return parkUntil(x, at)
+}
+
+func (waitUntil) Resume(*Exec, Wait, Resume) Result { return Result{Outcome: Completed} }
+
+// location is the customer's timezone, else the node's, else UTC; a
+// customer's zone that does not load falls back rather than failing, since
+// profiles are written by integrations the journey author does not control.
+func (c waitUntilConfig) location(customerZone string) *time.Location {
+	for _, name := range []string{customerZone, c.Timezone} {
+		if name == "" || name == "Local" {
+			continue
+		}
+		if loc, err := time.LoadLocation(name); err == nil {
+			return loc
+		}
+	}
+	return time.UTC
+}
+
+// next finds the first time_of_day on an allowed weekday at or after now.
+// Each candidate is built from the local calendar date, so a DST change
+// between now and then moves the instant, not the wall-clock time.
+func (c waitUntilConfig) next(now time.Time, loc *time.Location) (time.Time, error) {
+	tod, err := time.Parse("15:04", c.TimeOfDay)
+	if err != nil {
+		return time.Time{}, err
+	}
+	allowed := map[time.Weekday]bool{}
+	for _, d := range c.DaysOfWeek {
+		allowed[weekdays[d]] = true
+	}
+	local := now.In(loc)
+	for day := 0; day <= 7; day++ {
+		at := time.Date(local.Year(), local.Month(), local.Day()+day, tod.Hour(), tod.Minute(), 0, 0, loc)
+		at = pastGap(at, local.Year(), local.Month(), local.Day()+day, tod)
+		if (len(allowed) == 0 || allowed[at.Weekday()]) && !at.Before(now) {
+			return at, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("no allowed day in days_of_week %v", c.DaysOfWeek)
+}
+
+// pastGap moves a wall-clock time that does not exist (a spring-forward gap)
+// to as far after the gap as it was into it, 02:30 becoming 03:30, as cron
+// does; time.Date alone may land before the gap, earlier than asked.
+func pastGap(at time.Time, year int, month time.Month, day int, tod time.Time) time.Time {
+	want := time.Date(year, month, day, tod.Hour(), tod.Minute(), 0, 0, time.UTC)
+	got := time.Date(at.Year(), at.Month(), at.Day(), at.Hour(), at.Minute(), 0, 0, time.UTC)
+	if got.Before(want) {
+		return at.Add(want.Sub(got))
+	}
+	return at
 }

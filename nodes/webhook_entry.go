@@ -20,9 +20,12 @@ const webhookEntrySchema = `{
   }
 }`
 
-type webhookEntry struct{ base }
+type webhookEntry struct {
+	base
+	completes
+}
 
 func newWebhookEntry() Type {
-	return webhookEntry{newBase("webhook_entry", journey.CategoryEntry,
+	return webhookEntry{base: newBase("webhook_entry", journey.CategoryEntry,
 		"Enrols a customer when an external system posts to the journey's webhook URL.", webhookEntrySchema)}
 }
