@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,7 +46,61 @@ func decodeBody(c echo.Context, dst checker) error {
 	if dec.More() {
 		return apiError(http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object")
 	}
+	if err := checkStorable(data); err != nil {
+		return err
+	}
 	return dst.check()
+}
+
+// maxJSONDepth bounds how deeply a body may nest. SQLite's JSON functions
+// give up at 1000 levels and PostgreSQL's parser at its stack limit, and
+// neither a profile nor a graph needs more than a few.
+const maxJSONDepth = 64
+
+// checkStorable refuses what a database would refuse later, as a 500: NUL
+// characters, which PostgreSQL stores in neither text nor JSONB, and
+// nesting deeper than maxJSONDepth. The body is decoded again, generically,
+// because typed fields such as a graph keep their JSON raw.
+func checkStorable(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return jsonError(err)
+	}
+	return storable(v, "", 0)
+}
+
+func storable(v any, path string, depth int) error {
+	if depth > maxJSONDepth {
+		return invalidField(path, fmt.Sprintf("nests deeper than %d levels", maxJSONDepth))
+	}
+	switch v := v.(type) {
+	case string:
+		if strings.ContainsRune(v, 0) {
+			return invalidField(path, "must not contain NUL characters")
+		}
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if strings.ContainsRune(k, 0) {
+				return invalidField(p, "must not contain NUL characters in its name")
+			}
+			if err := storable(v[k], p, depth+1); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, x := range v {
+			if err := storable(x, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func bodyTooLarge(limit int64) *Error {

@@ -3,26 +3,12 @@ package api
 import (
 	"fmt"
 	"net/http"
-	"slices"
-	"strconv"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/kalcifer/kalcifer/journey"
 	"github.com/kalcifer/kalcifer/store"
 )
-
-// Page sizes of GET /journeys.
-const (
-	defaultPageSize = 50
-	maxPageSize     = 200
-)
-
-type journeyPage struct {
-	Data []store.Journey `json:"data"`
-	// NextAfter is the after parameter for the next page, empty on the last.
-	NextAfter string `json:"next_after"`
-}
 
 func (s *Server) createJourney(c echo.Context) error {
 	var req createJourneyRequest
@@ -41,42 +27,17 @@ func (s *Server) createJourney(c echo.Context) error {
 }
 
 func (s *Server) listJourneys(c echo.Context) error {
-	status := c.QueryParam("status")
-	if status != "" && !slices.Contains(journeyStatuses, status) {
-		return invalidParameter("status", fmt.Sprintf("must be one of %v", journeyStatuses))
-	}
-	limit := defaultPageSize
-	if raw := c.QueryParam("limit"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > maxPageSize {
-			return invalidParameter("limit", fmt.Sprintf("must be a whole number from 1 to %d", maxPageSize))
-		}
-		limit = n
-	}
-	// One extra row says whether another page exists without a count query.
-	journeys, err := s.store.Journeys().ListJourneys(c.Request().Context(), tenantID(c), store.JourneyFilter{
-		Status: status,
-		After:  c.QueryParam("after"),
-		Limit:  limit + 1,
-	})
+	status, err := oneOf(c, "status", journeyStatuses)
 	if err != nil {
-		return storeError(err, "journey_not_found", "list journeys")
+		return err
 	}
-	page := journeyPage{Data: nonNil(journeys)}
-	if len(journeys) > limit {
-		page.Data = journeys[:limit]
-		page.NextAfter = page.Data[limit-1].ID
-	}
-	return c.JSON(http.StatusOK, page)
+	return listPage(c, func(j store.Journey) string { return j.ID }, func(after string, limit int) ([]store.Journey, error) {
+		return s.store.Journeys().ListJourneys(c.Request().Context(), tenantID(c),
+			store.JourneyFilter{Status: status, After: after, Limit: limit})
+	})
 }
 
 var journeyStatuses = []string{store.JourneyDraft, store.JourneyActive, store.JourneyPaused, store.JourneyArchived}
-
-func invalidParameter(name, message string) *Error {
-	e := apiError(http.StatusBadRequest, "invalid_parameter", fmt.Sprintf("query parameter %q %s", name, message))
-	e.Details = map[string]string{"parameter": name}
-	return e
-}
 
 // loadJourney fetches the journey named by the :id path parameter within the
 // caller's tenant; another tenant's journey is simply not found.

@@ -7,8 +7,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -128,8 +132,9 @@ func (s *Server) routes() {
 	// Middleware goes on each route rather than on a group: a group with
 	// middleware catches unknown paths, which would then answer 401 instead
 	// of route_not_found.
-	auth := []echo.MiddlewareFunc{s.authenticate, s.rateLimit(s.general)}
+	auth := []echo.MiddlewareFunc{s.authenticate, s.rateLimit(s.general), textParams}
 	g.GET("/tenant", s.getTenant, auth...)
+	g.PATCH("/tenant", s.updateTenant, auth...)
 	g.GET("/api-keys", s.listAPIKeys, auth...)
 	g.POST("/api-keys", s.createAPIKey, auth...)
 	g.DELETE("/api-keys/:id", s.revokeAPIKey, auth...)
@@ -153,6 +158,61 @@ func (s *Server) routes() {
 	g.POST("/journeys/:id/versions/:version/validate", s.validateVersion, auth...)
 	g.GET("/journeys/:id/versions/:version/diff/:other", s.diffVersions, auth...)
 	g.POST("/journeys/:id/versions/:version/publish", s.publishVersion, auth...)
+	g.GET("/journeys/:id/instances", s.listJourneyInstances, auth...)
+
+	// PUT names the customer by the tenant's external id, the other routes
+	// by Kalcifer id unless ?by=external_id; the parameter has one name
+	// because OpenAPI forbids two templates of the same path.
+	g.PUT("/customers/:id", s.upsertCustomer, auth...)
+	g.GET("/customers", s.listCustomers, auth...)
+	g.GET("/customers/:id", s.getCustomer, auth...)
+	g.PATCH("/customers/:id", patchCustomer[customerRequest](s), auth...)
+	g.POST("/customers/:id/tags", patchCustomer[tagsRequest](s), auth...)
+	g.PUT("/customers/:id/preferences", patchCustomer[preferencesRequest](s), auth...)
+	g.GET("/customers/:id/events", s.listCustomerEvents, auth...)
+	g.GET("/customers/:id/instances", s.listCustomerInstances, auth...)
+
+	g.GET("/instances", s.listInstances, auth...)
+	g.GET("/instances/:id", s.getInstance, auth...)
+	g.GET("/deliveries", s.listDeliveries, auth...)
+}
+
+// textParams decodes path parameters and refuses parameters that are not
+// text. Echo matches on the escaped path when the URL has one (an external
+// id with an escaped slash, say) and then hands its parameters over still
+// escaped; decoding them here gives handlers one value however the client
+// escaped it. NUL and invalid UTF-8 are refused because PostgreSQL refuses
+// them in any text column, which would otherwise surface as a 500.
+func textParams(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		raw := c.Request().URL.RawPath != ""
+		values := slices.Clone(c.ParamValues())
+		for i, name := range c.ParamNames() {
+			if raw {
+				v, err := url.PathUnescape(values[i])
+				if err != nil {
+					return invalidParameter(name, "is not a validly escaped path segment")
+				}
+				values[i] = v
+			}
+			if !isText(values[i]) {
+				return invalidParameter(name, notText)
+			}
+		}
+		c.SetParamValues(values...)
+		for name, vs := range c.QueryParams() {
+			if !isText(name) || slices.ContainsFunc(vs, func(v string) bool { return !isText(v) }) {
+				return invalidParameter(name, notText)
+			}
+		}
+		return next(c)
+	}
+}
+
+const notText = "must be UTF-8 text without NUL characters"
+
+func isText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 // maxRequestIDLength bounds a client-supplied request id, which ends up in

@@ -90,3 +90,23 @@ func nonNil[T any](xs []T) []T {
 	}
 	return xs
 }
+
+// updateTenant merges the settings sent onto the stored ones. The read and
+// the write are not one transaction: two concurrent changes of different
+// settings could lose one, which is acceptable for an admin call.
+func (s *Server) updateTenant(c echo.Context) error {
+	var req updateTenantRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	t, err := s.store.Tenants().GetTenant(ctx, tenantID(c))
+	if err != nil {
+		return storeError(err, "tenant_not_found", "tenant")
+	}
+	t, err = s.store.Tenants().UpdateTenantSettings(ctx, t.ID, req.Settings.apply(t.Settings))
+	if err != nil {
+		return storeError(err, "tenant_not_found", "tenant")
+	}
+	return c.JSON(http.StatusOK, t)
+}

@@ -1,0 +1,96 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/kalcifer/kalcifer/store"
+)
+
+var instanceStatuses = []string{store.InstanceRunning, store.InstanceWaiting, store.InstancePaused,
+	store.InstanceCompleted, store.InstanceFailed, store.InstanceExited}
+
+var deliveryStatuses = []string{store.DeliveryPending, store.DeliverySent, store.DeliveryDelivered,
+	store.DeliveryBounced, store.DeliveryFailed, store.DeliverySkipped}
+
+// instanceDetail is an instance with its timeline and the engine's state.
+type instanceDetail struct {
+	store.Instance
+	State    json.RawMessage `json:"state"`
+	Timeline []store.Step    `json:"timeline"`
+}
+
+// instanceFilter reads the query filters of the instance lists for the
+// journey journeyID ("" for all).
+func instanceFilter(c echo.Context, journeyID string) (store.InstanceFilter, error) {
+	status, err := oneOf(c, "status", instanceStatuses)
+	if err != nil {
+		return store.InstanceFilter{}, err
+	}
+	f := store.InstanceFilter{JourneyID: journeyID, Status: status,
+		CustomerID: c.QueryParam("customer_id"), NodeID: c.QueryParam("node")}
+	if raw := c.QueryParam("version"); raw != "" {
+		if f.Version, err = strconv.Atoi(raw); err != nil || f.Version < 1 {
+			return store.InstanceFilter{}, invalidParameter("version", "must be a positive whole number")
+		}
+	}
+	return f, nil
+}
+
+func (s *Server) listInstances(c echo.Context) error {
+	f, err := instanceFilter(c, c.QueryParam("journey_id"))
+	if err != nil {
+		return err
+	}
+	return s.instancePage(c, f)
+}
+
+// listJourneyInstances checks the journey first so that another tenant's
+// journey is a 404 rather than an empty list.
+func (s *Server) listJourneyInstances(c echo.Context) error {
+	j, err := s.loadJourney(c)
+	if err != nil {
+		return err
+	}
+	f, err := instanceFilter(c, j.ID)
+	if err != nil {
+		return err
+	}
+	return s.instancePage(c, f)
+}
+
+func (s *Server) instancePage(c echo.Context, f store.InstanceFilter) error {
+	return listPage(c, func(in store.Instance) string { return in.ID }, func(after string, limit int) ([]store.Instance, error) {
+		f.After, f.Limit = after, limit
+		return s.store.Instances().ListInstances(c.Request().Context(), tenantID(c), f)
+	})
+}
+
+func (s *Server) getInstance(c echo.Context) error {
+	ctx := c.Request().Context()
+	in, err := s.store.Instances().GetInstance(ctx, tenantID(c), c.Param("id"))
+	if err != nil {
+		return storeError(err, "instance_not_found", "instance")
+	}
+	steps, err := s.store.Instances().ListSteps(ctx, in.TenantID, in.ID)
+	if err != nil {
+		return storeError(err, "instance_not_found", "instance timeline")
+	}
+	return c.JSON(http.StatusOK, instanceDetail{Instance: in, State: in.Snapshot, Timeline: nonNil(steps)})
+}
+
+func (s *Server) listDeliveries(c echo.Context) error {
+	status, err := oneOf(c, "status", deliveryStatuses)
+	if err != nil {
+		return err
+	}
+	f := store.DeliveryFilter{JourneyID: c.QueryParam("journey_id"), InstanceID: c.QueryParam("instance_id"),
+		CustomerID: c.QueryParam("customer_id"), Status: status}
+	return listPage(c, func(d store.Delivery) string { return d.ID }, func(after string, limit int) ([]store.Delivery, error) {
+		f.After, f.Limit = after, limit
+		return s.store.Deliveries().ListDeliveries(c.Request().Context(), tenantID(c), f)
+	})
+}
