@@ -98,3 +98,6 @@ func (p *Plan) rankNodes() {
 		}
 	}
 }
+
+// Graph is the published graph the plan runs.
+func (p *Plan) Graph() journey.Graph { return p.graph }

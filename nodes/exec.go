@@ -164,11 +164,11 @@ func (c *Customer) Profile() map[string]any {
 // phone, name and timezone set the built-in fields, a nil value removes a
 // custom property, tags are a set.
 func (c *Customer) Apply(ch ProfileChange) {
-	for k, v := range ch.Set {
-		if field := c.builtin(k); field != nil {
-			*field = stringValue(v)
-			continue
-		}
+	fields, properties := ch.Split()
+	for k, v := range fields {
+		*c.builtin(k) = v
+	}
+	for k, v := range properties {
 		if v == nil {
 			delete(c.Properties, k)
 			continue
@@ -184,6 +184,21 @@ func (c *Customer) Apply(ch ProfileChange) {
 		}
 	}
 	c.Tags = slices.DeleteFunc(c.Tags, func(t string) bool { return slices.Contains(ch.RemoveTags, t) })
+}
+
+// Split separates the built-in fields a change sets (email, phone, name,
+// timezone, as strings) from the custom properties (nil removes one).
+func (ch ProfileChange) Split() (fields map[string]string, properties map[string]any) {
+	fields, properties = map[string]string{}, map[string]any{}
+	var probe Customer
+	for k, v := range ch.Set {
+		if probe.builtin(k) != nil {
+			fields[k] = stringValue(v)
+		} else {
+			properties[k] = v
+		}
+	}
+	return fields, properties
 }
 
 func (c *Customer) builtin(field string) *string {

@@ -1,0 +1,216 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kalcifer/kalcifer/actors/actorpb"
+	"github.com/kalcifer/kalcifer/cluster"
+	"github.com/kalcifer/kalcifer/store"
+)
+
+// Incoming is an event (or, with Traits and no Type, a profile update) as a
+// client sends it, naming the customer by external id.
+type Incoming struct {
+	ExternalID string
+	MessageID  string
+	Type       string
+	Properties map[string]any
+	Timestamp  time.Time
+	// Traits, if set, update the customer's profile before the event is stored.
+	Traits *store.CustomerPatch
+}
+
+// Result is the outcome for one input of a batch: the stored event, or why
+// there is none.
+type Result struct {
+	EventID    string `json:"event_id,omitempty"`
+	CustomerID string `json:"customer_id,omitempty"`
+	Duplicate  bool   `json:"duplicate,omitempty"`
+	InstanceID string `json:"instance_id,omitempty"`
+	Status     string `json:"status,omitempty"`
+	Error      *Error `json:"error,omitempty"`
+}
+
+// Error is a refusal with a stable code.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// ErrUnknownCustomer is the refusal for events about customers that do not
+// exist, when the tenant chose to reject them.
+const codeUnknownCustomer = "unknown_customer"
+
+// Ingest stores a batch of events in one transaction (deduplicated by
+// message id) and queues the new ones for routing; it returns once they are
+// committed. Inputs refused on their own (an unknown customer) are reported
+// per input and do not fail the batch.
+func (r *Runtime) Ingest(ctx context.Context, tenant store.Tenant, in []Incoming) ([]Result, error) {
+	results := make([]Result, len(in))
+	var events []store.Event
+	var slots []int
+	now := r.now()
+	for i, e := range in {
+		customer, err := r.resolveCustomer(ctx, tenant, e.ExternalID, e.Traits, now)
+		var refused *Error
+		if errors.As(err, &refused) {
+			results[i].Error = refused
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		results[i].CustomerID = customer.ID
+		if e.Type == "" {
+			continue
+		}
+		props, err := json.Marshal(orEmpty(e.Properties))
+		if err != nil {
+			results[i].Error = &Error{Code: "invalid_properties", Message: err.Error()}
+			continue
+		}
+		events = append(events, store.Event{
+			TenantID: tenant.ID, CustomerID: customer.ID, MessageID: e.MessageID, Type: e.Type,
+			Properties: props, Timestamp: e.Timestamp, ReceivedAt: now,
+		})
+		slots = append(slots, i)
+	}
+	if len(events) == 0 {
+		return results, nil
+	}
+	stored, dup, err := r.store.Events().AppendEvents(ctx, tenant.ID, events)
+	if err != nil {
+		return nil, fmt.Errorf("store events: %w", err)
+	}
+	var fresh []store.Event
+	for j, i := range slots {
+		results[i].EventID, results[i].Duplicate = stored[j].ID, dup[j]
+		if !dup[j] {
+			fresh = append(fresh, stored[j])
+		}
+	}
+	r.router.Enqueue(fresh)
+	return results, nil
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+// resolveCustomer finds the customer an input names, creating it unless the
+// tenant rejects unknown customers; traits always create or update it.
+func (r *Runtime) resolveCustomer(ctx context.Context, tenant store.Tenant, externalID string, traits *store.CustomerPatch, now time.Time) (store.Customer, error) {
+	if traits != nil {
+		c, _, err := r.store.Customers().UpsertCustomer(ctx, tenant.ID, externalID, *traits, now)
+		return c, err
+	}
+	c, err := r.store.Customers().GetCustomerByExternalID(ctx, tenant.ID, externalID)
+	if err == nil {
+		return c, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return store.Customer{}, err
+	}
+	if tenant.Settings.RejectUnknownCustomers {
+		return store.Customer{}, &Error{Code: codeUnknownCustomer, Message: fmt.Sprintf("no customer with external id %q", externalID)}
+	}
+	c, _, err = r.store.Customers().UpsertCustomer(ctx, tenant.ID, externalID, store.CustomerPatch{}, now)
+	return c, err
+}
+
+// Target is one customer a manual or webhook enrolment names.
+type Target struct {
+	ExternalID string
+	Data       map[string]any
+	// Key identifies the enrolment so that a retried request does not enrol twice.
+	Key string
+}
+
+// Enrol starts the journey for each target, at its first entry node of
+// entryType ("" for any: a manual trigger). Refusals (not active, already
+// entered) are reported per target.
+func (r *Runtime) Enrol(ctx context.Context, tenant store.Tenant, journeyID, entryType string, targets []Target) ([]Result, error) {
+	results := make([]Result, len(targets))
+	now := r.now()
+	for i, t := range targets {
+		customer, err := r.resolveCustomer(ctx, tenant, t.ExternalID, nil, now)
+		var refused *Error
+		if errors.As(err, &refused) {
+			results[i].Error = refused
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		results[i].CustomerID = customer.ID
+		data, err := json.Marshal(orEmpty(t.Data))
+		if err != nil {
+			results[i].Error = &Error{Code: "invalid_data", Message: err.Error()}
+			continue
+		}
+		reply, err := ask[*actorpb.EnrolReply](ctx, r.node, identity(tenant.ID, customer.ID), KindCustomer, &actorpb.Enrol{
+			TenantId: tenant.ID, CustomerId: customer.ID, JourneyId: journeyID, EntryKey: t.Key,
+			EntryType: entryType, DataJson: data,
+		})
+		var ge *cluster.GrainError
+		if errors.As(err, &ge) {
+			results[i].Error = &Error{Code: ge.Code, Message: ge.Message}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		results[i].InstanceID, results[i].Status = reply.GetInstanceId(), reply.GetStatus()
+	}
+	return results, nil
+}
+
+// Instance actions.
+const (
+	ActionPause  = "pause"
+	ActionResume = "resume"
+	ActionCancel = "cancel"
+)
+
+var actionKinds = map[string]actorpb.InstanceTrigger_Kind{
+	ActionPause:  actorpb.InstanceTrigger_KIND_PAUSE,
+	ActionResume: actorpb.InstanceTrigger_KIND_RESUME,
+	ActionCancel: actorpb.InstanceTrigger_KIND_CANCEL,
+}
+
+// ErrNoChange reports an instance action that did not apply in the
+// instance's status (pausing a completed instance, resuming a running one).
+var ErrNoChange = errors.New("the instance's status does not allow this action")
+
+// InstanceAction pauses, resumes or cancels an instance through its grain
+// and returns the instance as committed.
+func (r *Runtime) InstanceAction(ctx context.Context, tenantID, instanceID, action, reason string) (store.Instance, error) {
+	kind, ok := actionKinds[action]
+	if !ok {
+		return store.Instance{}, fmt.Errorf("unknown instance action %q", action)
+	}
+	if _, err := r.store.Instances().GetInstance(ctx, tenantID, instanceID); err != nil {
+		return store.Instance{}, err
+	}
+	reply, err := r.askInstance(ctx, &actorpb.InstanceTrigger{TenantId: tenantID, InstanceId: instanceID, Kind: kind, Reason: reason})
+	if err != nil {
+		return store.Instance{}, err
+	}
+	in, err := r.store.Instances().GetInstance(ctx, tenantID, instanceID)
+	if err != nil {
+		return store.Instance{}, err
+	}
+	if !reply.GetChanged() {
+		return in, ErrNoChange
+	}
+	return in, nil
+}

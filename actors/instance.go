@@ -1,0 +1,240 @@
+package actors
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kalcifer/kalcifer/actors/actorpb"
+	"github.com/kalcifer/kalcifer/cluster"
+	"github.com/kalcifer/kalcifer/engine"
+	"github.com/kalcifer/kalcifer/nodes"
+	"github.com/kalcifer/kalcifer/store"
+)
+
+// instanceGrain is one customer's journey instance. It loads its snapshot
+// when activated (claiming the instance's epoch, so that a zombie
+// activation elsewhere can no longer commit), runs engine.Step for every
+// trigger and commits state and effects in one transaction before it
+// replies. Between triggers it keeps the state in memory; an idle grain
+// passivates and a waiting customer then costs only its row.
+type instanceGrain struct {
+	rt         *Runtime
+	tenantID   string
+	instanceID string
+	loaded     bool
+	row        store.Instance
+	state      engine.State
+	plan       *engine.Plan
+}
+
+var triggerKinds = map[actorpb.InstanceTrigger_Kind]engine.TriggerKind{
+	actorpb.InstanceTrigger_KIND_START:    engine.TriggerStart,
+	actorpb.InstanceTrigger_KIND_CONTINUE: engine.TriggerContinue,
+	actorpb.InstanceTrigger_KIND_TIMER:    engine.TriggerTimer,
+	actorpb.InstanceTrigger_KIND_EVENT:    engine.TriggerEvent,
+	actorpb.InstanceTrigger_KIND_PAUSE:    engine.TriggerPause,
+	actorpb.InstanceTrigger_KIND_RESUME:   engine.TriggerResume,
+	actorpb.InstanceTrigger_KIND_CANCEL:   engine.TriggerCancel,
+}
+
+func (g *instanceGrain) Receive(ctx Context, msg proto.Message) (proto.Message, error) {
+	m, ok := msg.(*actorpb.InstanceTrigger)
+	if !ok {
+		return nil, &cluster.GrainError{Code: "unexpected_message", Message: fmt.Sprintf("instance grain got %T", msg)}
+	}
+	kind, ok := triggerKinds[m.GetKind()]
+	if !ok {
+		return nil, &cluster.GrainError{Code: "invalid_trigger", Message: m.GetKind().String()}
+	}
+	t := engine.Trigger{Kind: kind, TokenID: m.GetTokenId(), EntryNodeID: m.GetEntryNodeId(), Reason: m.GetReason()}
+	if err := unmarshalOptional(m.GetEventJson(), &t.Event); err != nil {
+		return nil, &cluster.GrainError{Code: "invalid_event", Message: err.Error()}
+	}
+	if len(m.GetDataJson()) > 0 {
+		if err := json.Unmarshal(m.GetDataJson(), &t.Data); err != nil {
+			return nil, &cluster.GrainError{Code: "invalid_data", Message: err.Error()}
+		}
+	}
+	if kind == engine.TriggerStart {
+		return g.start(ctx, m, t)
+	}
+	if err := g.load(ctx); err != nil {
+		return nil, err
+	}
+	return g.step(ctx, t, false)
+}
+
+// unmarshalOptional decodes data into a new *T, leaving it nil when data is empty.
+func unmarshalOptional[T any](data []byte, into **T) error {
+	if len(data) == 0 {
+		return nil
+	}
+	*into = new(T)
+	return json.Unmarshal(data, *into)
+}
+
+// load activates the grain from its snapshot, once.
+func (g *instanceGrain) load(ctx Context) error {
+	if g.loaded {
+		return nil
+	}
+	row, err := g.rt.store.Instances().ClaimInstance(ctx, g.tenantID, g.instanceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return &cluster.GrainError{Code: "instance_not_found", Message: g.instanceID}
+	}
+	if err != nil {
+		return err
+	}
+	var state engine.State
+	if err := json.Unmarshal(row.Snapshot, &state); err != nil {
+		return fmt.Errorf("decode snapshot of instance %s: %w", g.instanceID, err)
+	}
+	plan, err := g.rt.plans.get(ctx, g.tenantID, row.JourneyID, row.Version)
+	if err != nil {
+		return err
+	}
+	g.row, g.state, g.plan, g.loaded = row, state, plan, true
+	return nil
+}
+
+// start creates the instance. A start that reaches an instance that exists
+// already (the enrolment was retried after a timeout) answers with where the
+// instance is instead of starting it again.
+func (g *instanceGrain) start(ctx Context, m *actorpb.InstanceTrigger, t engine.Trigger) (proto.Message, error) {
+	if g.loaded {
+		return g.reply(false), nil
+	}
+	if _, err := g.rt.store.Instances().GetInstance(ctx, g.tenantID, g.instanceID); err == nil {
+		if err := g.load(ctx); err != nil {
+			return nil, err
+		}
+		return g.reply(false), nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	plan, err := g.rt.plans.get(ctx, g.tenantID, m.GetJourneyId(), int(m.GetVersion()))
+	if err != nil {
+		return nil, err
+	}
+	g.plan = plan
+	g.state = engine.NewState(g.instanceID, g.tenantID, m.GetJourneyId(), int(m.GetVersion()), m.GetCustomerId(), m.GetEntryKey(), g.rt.now())
+	return g.step(ctx, t, true)
+}
+
+// step runs the engine and commits what it decided. On any commit failure
+// the in-memory state is dropped, so the next trigger reloads what the store
+// really holds.
+func (g *instanceGrain) step(ctx Context, t engine.Trigger, create bool) (proto.Message, error) {
+	customer, err := g.rt.loadCustomer(ctx, g.tenantID, g.state.CustomerID)
+	if err != nil {
+		return nil, err
+	}
+	now := g.rt.now()
+	env := engine.Env{Plan: g.plan, Now: now, Customer: customer, SentSince: g.rt.sentSince(ctx, g.tenantID, g.state.CustomerID)}
+	next, eff := engine.Step(g.state, t, env)
+	if !eff.Changed && !create {
+		return g.reply(false), nil
+	}
+	c := g.commit(next, eff, create, now)
+	if err := g.rt.committer.Commit(ctx, c); err != nil {
+		g.loaded = false
+		switch {
+		case errors.Is(err, store.ErrActiveInstance):
+			return nil, &cluster.GrainError{Code: "active_instance", Message: "the customer already has an active instance of this journey"}
+		case errors.Is(err, store.ErrDuplicateEntry):
+			return nil, &cluster.GrainError{Code: "duplicate_entry", Message: "this enrolment was already processed"}
+		case errors.Is(err, store.ErrStaleEpoch):
+			ctx.Stop()
+			return nil, &cluster.GrainError{Code: "stale_activation", Message: "another activation owns this instance"}
+		}
+		return nil, err
+	}
+	c.Instance.Epoch = max(c.Instance.Epoch, 1)
+	g.row, g.state, g.loaded = c.Instance, next, true
+	g.rt.committed(c)
+	if engine.Terminal(next.Status) {
+		ctx.Stop()
+	}
+	return g.reply(true), nil
+}
+
+func (g *instanceGrain) reply(changed bool) *actorpb.InstanceReply {
+	return &actorpb.InstanceReply{InstanceId: g.instanceID, Status: g.state.Status, Changed: changed, Error: g.state.Error}
+}
+
+// commit turns one step into the store's unit of work.
+func (g *instanceGrain) commit(s engine.State, eff engine.Effects, create bool, now time.Time) store.Commit {
+	snapshot, _ := json.Marshal(s)
+	positions := make([]string, 0, len(s.Tokens))
+	for _, tok := range s.Tokens {
+		positions = append(positions, tok.NodeID)
+	}
+	c := store.Commit{
+		Create: create,
+		Instance: store.Instance{
+			ID: s.InstanceID, TenantID: s.TenantID, JourneyID: s.JourneyID, Version: s.Version,
+			CustomerID: s.CustomerID, Status: s.Status, Nodes: positions, EntryKey: s.EntryKey,
+			Snapshot: snapshot, Epoch: g.row.Epoch, Error: s.Error, CreatedAt: s.CreatedAt, UpdatedAt: now,
+		},
+	}
+	for _, st := range eff.Steps {
+		c.Steps = append(c.Steps, store.Step{
+			InstanceID: s.InstanceID, Seq: st.Seq, NodeID: st.NodeID, NodeType: st.NodeType, Version: st.Version,
+			TokenID: st.TokenID, Outcome: st.Outcome, Branch: st.Branch, Input: st.Input, Output: st.Output,
+			Error: st.Error, StartedAt: st.At, FinishedAt: st.At,
+		})
+	}
+	for _, d := range eff.Deliveries {
+		c.Deliveries = append(c.Deliveries, store.Delivery{Key: d.Key, NodeID: d.NodeID, Channel: d.Channel, Payload: d.Payload})
+	}
+	for _, tm := range eff.Timers {
+		c.Timers = append(c.Timers, store.Timer{TenantID: s.TenantID, InstanceID: s.InstanceID, TokenID: tm.TokenID, DueAt: tm.DueAt})
+	}
+	for _, w := range eff.Waits {
+		c.Waits = append(c.Waits, store.Wait{TenantID: s.TenantID, CustomerID: s.CustomerID, EventType: w, InstanceID: s.InstanceID})
+	}
+	if eff.Profile != nil {
+		c.Customer = customerPatch(*eff.Profile)
+	}
+	return c
+}
+
+// customerPatch turns an engine profile change into the store's patch.
+func customerPatch(ch nodes.ProfileChange) *store.CustomerPatch {
+	fields, properties := ch.Split()
+	p := &store.CustomerPatch{AddTags: ch.AddTags, RemoveTags: ch.RemoveTags}
+	if len(properties) > 0 {
+		p.Properties = properties
+	}
+	for k, v := range fields {
+		switch k {
+		case "email":
+			p.Email = &v
+		case "phone":
+			p.Phone = &v
+		case "name":
+			p.Name = &v
+		case "timezone":
+			p.Timezone = &v
+		}
+	}
+	return p
+}
+
+// toNodeCustomer is the profile as nodes read it.
+func toNodeCustomer(c store.Customer) nodes.Customer {
+	optOut := map[string]bool{}
+	for ch, ok := range c.Preferences {
+		if !ok {
+			optOut[ch] = true
+		}
+	}
+	return nodes.Customer{
+		ID: c.ID, ExternalID: c.ExternalID, Email: c.Email, Phone: c.Phone, Name: c.Name, Timezone: c.Timezone,
+		Properties: c.Properties, Tags: c.Tags, OptOut: optOut,
+	}
+}

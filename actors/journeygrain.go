@@ -1,0 +1,43 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kalcifer/kalcifer/actors/actorpb"
+	"github.com/kalcifer/kalcifer/cluster"
+	"github.com/kalcifer/kalcifer/store"
+)
+
+// journeyGrain is the authority on what a journey admits: its status and
+// the version new entries run. It keeps them in memory until told the
+// journey changed, so enrolments do not read the journey row each time.
+type journeyGrain struct {
+	rt        *Runtime
+	tenantID  string
+	journeyID string
+	info      *actorpb.JourneyInfo
+}
+
+func (g *journeyGrain) Receive(ctx Context, msg proto.Message) (proto.Message, error) {
+	switch msg.(type) {
+	case *actorpb.JourneyRefresh:
+		g.info = nil
+		return nil, nil
+	case *actorpb.JourneyInfoRequest:
+		if g.info == nil {
+			j, err := g.rt.store.Journeys().GetJourney(ctx, g.tenantID, g.journeyID)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, &cluster.GrainError{Code: "journey_not_found", Message: g.journeyID}
+			}
+			if err != nil {
+				return nil, err
+			}
+			g.info = &actorpb.JourneyInfo{Status: j.Status, ActiveVersion: int32(j.ActiveVersion)}
+		}
+		return g.info, nil
+	}
+	return nil, &cluster.GrainError{Code: "unexpected_message", Message: fmt.Sprintf("journey grain got %T", msg)}
+}

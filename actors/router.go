@@ -1,0 +1,142 @@
+package actors
+
+import (
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
+	"github.com/kalcifer/kalcifer/store"
+)
+
+// Router delivers committed events to their customers' grains. Events of one
+// customer go through one shard, in order; shards run in parallel. An event
+// is marked routed only after its customer grain handled it, so an event that
+// was committed but not routed when the process stopped is found by the
+// sweep and routed after the restart. Routing twice is harmless: enrolment is
+// keyed by the event id and instances ignore an event they have seen.
+type Router struct {
+	events store.Events
+	route  func(ctx context.Context, e store.Event) error
+	now    func() time.Time
+	shards []chan store.Event
+	// grace is how old an unrouted event must be before the sweep takes it,
+	// so the sweep does not race the shards for fresh events.
+	grace time.Duration
+	sweep time.Duration
+	log   *slog.Logger
+}
+
+// NewRouter returns a router with the given number of shards.
+func NewRouter(events store.Events, route func(context.Context, store.Event) error, now func() time.Time,
+	shards int, sweep time.Duration, log *slog.Logger) *Router {
+	r := &Router{events: events, route: route, now: now, grace: 10 * time.Second, sweep: sweep, log: log}
+	for range max(shards, 1) {
+		r.shards = append(r.shards, make(chan store.Event, 1024))
+	}
+	return r
+}
+
+// Name identifies the router in the supervision tree.
+func (r *Router) Name() string { return "event-router" }
+
+// Enqueue hands committed events to their shards. A full shard drops the
+// event here; the sweep routes it later, so ingestion never blocks on routing.
+func (r *Router) Enqueue(events []store.Event) {
+	for _, e := range events {
+		select {
+		case r.shard(e.CustomerID) <- e:
+		default:
+		}
+	}
+}
+
+func (r *Router) shard(customerID string) chan store.Event {
+	h := fnv.New32a()
+	h.Write([]byte(customerID))
+	return r.shards[h.Sum32()%uint32(len(r.shards))]
+}
+
+// Run routes until ctx ends: one goroutine per shard, and the sweep.
+func (r *Router) Run(ctx context.Context) error {
+	done := make(chan struct{}, len(r.shards))
+	for _, ch := range r.shards {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			r.runShard(ctx, ch)
+		}()
+	}
+	r.Sweep(ctx, 0)
+	ticker := time.NewTicker(r.sweep)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for range r.shards {
+				<-done
+			}
+			return nil
+		case <-ticker.C:
+			r.Sweep(ctx, r.grace)
+		}
+	}
+}
+
+// Sweep routes unrouted events received at least minAge ago, through their shards.
+func (r *Router) Sweep(ctx context.Context, minAge time.Duration) {
+	const page = 1000
+	events, err := r.events.UnroutedEvents(ctx, page)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("sweep unrouted events", "error", err)
+		}
+		return
+	}
+	cutoff := r.now().Add(-minAge)
+	for _, e := range events {
+		if e.ReceivedAt.After(cutoff) {
+			continue
+		}
+		select {
+		case r.shard(e.CustomerID) <- e:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// runShard routes a shard's events in order and marks them routed in
+// batches: when the shard has nothing more queued, or every 256 events.
+func (r *Router) runShard(ctx context.Context, ch chan store.Event) {
+	routed := map[string][]string{}
+	count := 0
+	flush := func() {
+		for tenant, ids := range routed {
+			if err := r.events.MarkRouted(context.WithoutCancel(ctx), tenant, ids, r.now()); err != nil {
+				r.log.Warn("mark events routed", "tenant_id", tenant, "events", len(ids), "error", err)
+			}
+		}
+		clear(routed)
+		count = 0
+	}
+	for {
+		var e store.Event
+		select {
+		case <-ctx.Done():
+			flush()
+			return
+		case e = <-ch:
+		}
+		if err := r.route(ctx, e); err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("route event", "tenant_id", e.TenantID, "event_id", e.ID, "customer_id", e.CustomerID, "error", err)
+			}
+		} else {
+			routed[e.TenantID] = append(routed[e.TenantID], e.ID)
+			count++
+		}
+		if count >= 256 || len(ch) == 0 {
+			flush()
+		}
+	}
+}

@@ -1,0 +1,381 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kalcifer/kalcifer/actors/actorpb"
+	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/cluster"
+	"github.com/kalcifer/kalcifer/engine"
+	"github.com/kalcifer/kalcifer/nodes"
+	"github.com/kalcifer/kalcifer/store"
+	"github.com/kalcifer/kalcifer/supervisor"
+)
+
+// Grain kinds.
+const (
+	KindInstance = "instance"
+	KindCustomer = "customer"
+	KindJourney  = "journey"
+)
+
+// Options configure a Runtime. Zero values take the defaults noted per field.
+type Options struct {
+	Store  store.Store
+	Nodes  *nodes.Registry
+	Logger *slog.Logger
+	// Now is the clock of the engine and the services; default time.Now.
+	Now func() time.Time
+	// Registerer receives the runtime's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Host and Port of the cluster's gRPC endpoint; default 127.0.0.1 and a free port.
+	Host string
+	Port int
+	// TimerPoll is how often the timer service looks for due timers; default 1 s.
+	TimerPoll time.Duration
+	// DispatchPoll is how often the outbox is polled besides wake-ups; default 1 s.
+	DispatchPoll time.Duration
+	// Sender sends deliveries; default channels.LogSender.
+	Sender channels.Sender
+	// IdleTimeout passivates idle grains; default 2 minutes.
+	IdleTimeout time.Duration
+}
+
+// Runtime is the running engine of one node: the grains, the services that
+// feed them (timers, event routing, recovery, the outbox) and the entry
+// points the API calls.
+type Runtime struct {
+	store      store.Store
+	nodes      *nodes.Registry
+	log        *slog.Logger
+	now        func() time.Time
+	node       *cluster.Node
+	committer  *store.GroupCommitter
+	timers     *TimerService
+	router     *Router
+	dispatcher *channels.Dispatcher
+	plans      *plans
+	entries    *entries
+	timerPoll  time.Duration
+	escalation *escalation
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start starts the node's grains and services.
+func Start(ctx context.Context, opts Options) (*Runtime, error) {
+	if opts.Store == nil || opts.Nodes == nil {
+		return nil, errors.New("actors: Options.Store and Options.Nodes are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.TimerPoll <= 0 {
+		opts.TimerPoll = time.Second
+	}
+	if opts.DispatchPoll <= 0 {
+		opts.DispatchPoll = time.Second
+	}
+	if opts.Sender == nil {
+		opts.Sender = channels.LogSender{Logger: opts.Logger}
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 2 * time.Minute
+	}
+	r := &Runtime{
+		store: opts.Store, nodes: opts.Nodes, log: opts.Logger, now: opts.Now, timerPoll: opts.TimerPoll,
+		committer: store.NewGroupCommitter(opts.Store.Instances(), 64),
+		done:      make(chan struct{}),
+	}
+	r.plans = newPlans(opts.Store.Journeys(), opts.Nodes)
+	r.entries = newEntries(opts.Store.Journeys(), r.plans, opts.Now, 5*time.Second)
+	r.escalation = newEscalation(opts.Now, 10*time.Minute, 5)
+	r.timers = NewTimerService(opts.Store.Instances(), r.fireTimer, opts.Now, opts.TimerPoll, opts.Logger, opts.Registerer)
+	r.router = NewRouter(opts.Store.Events(), r.routeEvent, opts.Now, 8, 30*time.Second, opts.Logger)
+	r.dispatcher = channels.NewDispatcher(opts.Store.Deliveries(), opts.Sender, opts.Now, opts.DispatchPoll, opts.Logger)
+
+	// Instances get their own supervisor: its give-up marks the instance failed.
+	grainOpts := KindOptions{IdleTimeout: opts.IdleTimeout, Logger: opts.Logger}
+	instanceOpts := grainOpts
+	instanceOpts.Supervisor = supervisor.NewGrainSupervisor(supervisor.GrainOptions{Logger: opts.Logger, OnGiveUp: r.giveUp})
+	node, err := cluster.Start(ctx, cluster.Config{
+		Host: opts.Host, Port: opts.Port, Logger: opts.Logger,
+		Kinds: []*pcluster.Kind{
+			Kind(KindInstance, grainFor(func(t, id string) Grain { return &instanceGrain{rt: r, tenantID: t, instanceID: id} }), instanceOpts),
+			Kind(KindCustomer, grainFor(func(t, id string) Grain { return &customerGrain{rt: r, tenantID: t, customerID: id} }), grainOpts),
+			Kind(KindJourney, grainFor(func(t, id string) Grain { return &journeyGrain{rt: r, tenantID: t, journeyID: id} }), grainOpts),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.node = node
+
+	tree := supervisor.NewTree(supervisor.TreeOptions{Name: "runtime", Strategy: supervisor.OneForOne, Logger: opts.Logger},
+		r.committer, r.timers, r.router, r.dispatcher, recovery{r})
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	go func() {
+		defer close(r.done)
+		if err := tree.Run(runCtx); err != nil {
+			r.log.Error("runtime services stopped", "error", err)
+		}
+	}()
+	return r, nil
+}
+
+// identity names a tenant's grain: tenant id and grain id, which never
+// contain a slash.
+func identity(tenantID, id string) string { return tenantID + "/" + id }
+
+// grainFor adapts a constructor taking tenant and id to the kind's factory.
+func grainFor(newGrain func(tenantID, id string) Grain) func(string) Grain {
+	return func(identity string) Grain {
+		tenantID, id, _ := strings.Cut(identity, "/")
+		return newGrain(tenantID, id)
+	}
+}
+
+// Stop stops the grains, then the services; ctx bounds the wait.
+func (r *Runtime) Stop(ctx context.Context) error {
+	err := r.node.Stop(ctx)
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return errors.Join(err, fmt.Errorf("stop runtime services: %w", ctx.Err()))
+	}
+	return err
+}
+
+// Port is how the API reaches grains.
+func (r *Runtime) Port() cluster.Port { return r.node }
+
+func (r *Runtime) askInstance(ctx context.Context, m *actorpb.InstanceTrigger) (*actorpb.InstanceReply, error) {
+	return ask[*actorpb.InstanceReply](ctx, r.node, identity(m.GetTenantId(), m.GetInstanceId()), KindInstance, m)
+}
+
+func (r *Runtime) journeyInfo(ctx context.Context, tenantID, journeyID string) (*actorpb.JourneyInfo, error) {
+	return ask[*actorpb.JourneyInfo](ctx, r.node, identity(tenantID, journeyID), KindJourney,
+		&actorpb.JourneyInfoRequest{TenantId: tenantID, JourneyId: journeyID})
+}
+
+// ask sends a request and checks the reply's type.
+func ask[T proto.Message](ctx context.Context, port cluster.Port, id, kind string, msg proto.Message) (T, error) {
+	var zero T
+	reply, err := port.Ask(ctx, id, kind, msg)
+	if err != nil {
+		return zero, err
+	}
+	typed, ok := reply.(T)
+	if !ok {
+		return zero, fmt.Errorf("%s %s answered %T", kind, id, reply)
+	}
+	return typed, nil
+}
+
+func (r *Runtime) loadCustomer(ctx context.Context, tenantID, customerID string) (nodes.Customer, error) {
+	c, err := r.store.Customers().GetCustomer(ctx, tenantID, customerID)
+	if err != nil {
+		return nodes.Customer{}, fmt.Errorf("load customer %s: %w", customerID, err)
+	}
+	return toNodeCustomer(c), nil
+}
+
+// sentSince counts committed deliveries for the engine's frequency caps. A
+// store error counts as the cap being reached: better to skip a message than
+// to exceed a cap the marketer set.
+func (r *Runtime) sentSince(ctx context.Context, tenantID, customerID string) func(string, time.Time) int {
+	return func(channel string, since time.Time) int {
+		if channel == "all" {
+			channel = ""
+		}
+		n, err := r.store.Instances().CountSends(ctx, tenantID, customerID, channel, since)
+		if err != nil {
+			r.log.Warn("count sends for a frequency cap", "tenant_id", tenantID, "customer_id", customerID, "error", err)
+			return int(^uint(0) >> 1)
+		}
+		return n
+	}
+}
+
+// committed hands a commit's effects to the services that act on them.
+func (r *Runtime) committed(c store.Commit) {
+	if len(c.Deliveries) > 0 {
+		r.dispatcher.Wake()
+	}
+	horizon := r.now().Add(r.timerPoll)
+	for _, t := range c.Timers {
+		if t.DueAt.Before(horizon) {
+			r.timers.Wake()
+			break
+		}
+	}
+}
+
+func (r *Runtime) fireTimer(ctx context.Context, t store.Timer) error {
+	_, err := r.askInstance(ctx, &actorpb.InstanceTrigger{
+		TenantId: t.TenantID, InstanceId: t.InstanceID, Kind: actorpb.InstanceTrigger_KIND_TIMER, TokenId: t.TokenID,
+	})
+	return err
+}
+
+func (r *Runtime) routeEvent(ctx context.Context, e store.Event) error {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = ask[*actorpb.CustomerEventReply](ctx, r.node, identity(e.TenantID, e.CustomerID), KindCustomer,
+		&actorpb.CustomerEvent{TenantId: e.TenantID, CustomerId: e.CustomerID, EventJson: data})
+	return err
+}
+
+// recovery re-drives the instances a stop left running (a step cut short
+// at MaxSteps, or a start whose reply was lost); waiting instances need
+// nothing, their timers and waits are in the store. It runs once per start.
+type recovery struct{ r *Runtime }
+
+func (recovery) Name() string { return "recovery" }
+
+func (rc recovery) Run(ctx context.Context) error {
+	after := ""
+	for {
+		batch, err := rc.r.store.Instances().Recoverable(ctx, after, 500)
+		if err != nil {
+			return fmt.Errorf("list recoverable instances: %w", err)
+		}
+		for _, in := range batch {
+			if _, err := rc.r.askInstance(ctx, &actorpb.InstanceTrigger{
+				TenantId: in.TenantID, InstanceId: in.ID, Kind: actorpb.InstanceTrigger_KIND_CONTINUE,
+			}); err != nil {
+				return fmt.Errorf("recover instance %s: %w", in.ID, err)
+			}
+		}
+		if len(batch) < 500 {
+			return nil
+		}
+		after = batch[len(batch)-1].ID
+	}
+}
+
+// giveUp marks an instance that keeps crashing failed, with the crash
+// reason, and pauses its journey when too many of its instances do so.
+func (r *Runtime) giveUp(id, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tenantID, instanceID, _ := strings.Cut(id, "/")
+	row, err := r.store.Instances().ClaimInstance(ctx, tenantID, instanceID)
+	if err != nil {
+		r.log.Error("mark crashing instance failed", "instance_id", instanceID, "error", err)
+		return
+	}
+	var s engine.State
+	if err := json.Unmarshal(row.Snapshot, &s); err != nil || engine.Terminal(s.Status) {
+		return
+	}
+	s.Status, s.Error, s.Tokens = engine.StatusFailed, "crashed repeatedly: "+reason, nil
+	snapshot, _ := json.Marshal(s)
+	row.Status, row.Error, row.Snapshot, row.Nodes, row.UpdatedAt = s.Status, s.Error, snapshot, nil, r.now()
+	if err := r.committer.Commit(ctx, store.Commit{Instance: row}); err != nil {
+		r.log.Error("mark crashing instance failed", "instance_id", instanceID, "error", err)
+		return
+	}
+	r.log.Error("instance failed after repeated crashes", "tenant_id", tenantID, "instance_id", instanceID, "reason", reason)
+	if !r.escalation.crashed(row.JourneyID) {
+		return
+	}
+	_, err = r.store.Journeys().SetJourneyStatus(ctx, tenantID, row.JourneyID, store.JourneyActive, store.JourneyPaused, r.now())
+	if err != nil {
+		r.log.Error("pause journey whose instances keep crashing", "journey_id", row.JourneyID, "error", err)
+		return
+	}
+	r.log.Error("journey paused: its instances keep crashing", "tenant_id", tenantID, "journey_id", row.JourneyID)
+	r.JourneyChanged(ctx, tenantID, row.JourneyID)
+}
+
+// escalation counts instances that failed by crashing, per journey, over a
+// sliding window.
+type escalation struct {
+	now    func() time.Time
+	window time.Duration
+	limit  int
+	mu     sync.Mutex
+	byID   map[string][]time.Time
+}
+
+func newEscalation(now func() time.Time, window time.Duration, limit int) *escalation {
+	return &escalation{now: now, window: window, limit: limit, byID: map[string][]time.Time{}}
+}
+
+// crashed records one and reports whether the journey crossed the limit.
+func (e *escalation) crashed(journeyID string) bool {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	recent := e.byID[journeyID][:0]
+	for _, at := range e.byID[journeyID] {
+		if now.Sub(at) < e.window {
+			recent = append(recent, at)
+		}
+	}
+	recent = append(recent, now)
+	e.byID[journeyID] = recent
+	return len(recent) >= e.limit
+}
+
+// JourneyChanged tells the runtime a journey was published or changed
+// status, so new entries see it at once.
+func (r *Runtime) JourneyChanged(ctx context.Context, tenantID, journeyID string) {
+	r.entries.invalidate(tenantID)
+	if err := r.node.Tell(ctx, identity(tenantID, journeyID), KindJourney,
+		&actorpb.JourneyRefresh{TenantId: tenantID, JourneyId: journeyID}); err != nil {
+		r.log.Warn("refresh journey grain", "journey_id", journeyID, "error", err)
+	}
+}
+
+// Settle does synchronously what the services do on their own: it fires
+// the timers due now, routes every unrouted event and dispatches the outbox,
+// until nothing is left. Tests and benchmarks call it after moving the
+// clock, instead of waiting for the services' next poll.
+func (r *Runtime) Settle(ctx context.Context) error {
+	for {
+		timers, err := r.timers.FireDue(ctx)
+		if err != nil {
+			return err
+		}
+		events, err := r.store.Events().UnroutedEvents(ctx, 1000)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if err := r.routeEvent(ctx, e); err != nil {
+				return err
+			}
+			if err := r.store.Events().MarkRouted(ctx, e.TenantID, []string{e.ID}, r.now()); err != nil {
+				return err
+			}
+		}
+		sent, err := r.dispatcher.DispatchOnce(ctx)
+		if err != nil {
+			return err
+		}
+		if timers+len(events)+sent == 0 {
+			return nil
+		}
+	}
+}

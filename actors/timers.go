@@ -1,0 +1,103 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kalcifer/kalcifer/store"
+)
+
+// TimerService fires due timers: it finds them in the store and hands each
+// to its instance grain, whose commit removes the timer. A timer whose grain
+// fails stays due and is fired again on the next pass, and the engine
+// ignores a timer that no longer matches a waiting token, so a timer never
+// acts twice.
+type TimerService struct {
+	timers store.Instances
+	fire   func(ctx context.Context, t store.Timer) error
+	now    func() time.Time
+	poll   time.Duration
+	batch  int
+	wake   chan struct{}
+	log    *slog.Logger
+	lag    prometheus.Histogram
+}
+
+// NewTimerService returns a service that looks for due timers every poll,
+// and at once after Wake.
+func NewTimerService(timers store.Instances, fire func(context.Context, store.Timer) error, now func() time.Time,
+	poll time.Duration, log *slog.Logger, reg prometheus.Registerer) *TimerService {
+	lag := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "kalcifer_timer_lag_seconds",
+		Help:    "How late timers fire: the time between a timer's due time and its firing.",
+		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	})
+	if reg != nil {
+		reg.MustRegister(lag)
+	}
+	return &TimerService{timers: timers, fire: fire, now: now, poll: poll, batch: 512,
+		wake: make(chan struct{}, 1), log: log, lag: lag}
+}
+
+// Name identifies the service in the supervision tree.
+func (s *TimerService) Name() string { return "timer-service" }
+
+// Wake makes the service look for due timers now, e.g. after a commit set a
+// timer due sooner than the next poll.
+func (s *TimerService) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run fires timers until ctx ends.
+func (s *TimerService) Run(ctx context.Context) error {
+	ticker := time.NewTicker(s.poll)
+	defer ticker.Stop()
+	for {
+		n, err := s.FireDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("fire due timers", "error", err)
+		}
+		if n == s.batch {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-ticker.C:
+		}
+	}
+}
+
+// FireDue fires one batch of due timers, several at a time, and returns how
+// many were due.
+func (s *TimerService) FireDue(ctx context.Context) (int, error) {
+	now := s.now()
+	due, err := s.timers.DueTimers(ctx, now, s.batch)
+	if err != nil {
+		return 0, err
+	}
+	const parallel = 32
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for _, t := range due {
+		s.lag.Observe(now.Sub(t.DueAt).Seconds())
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.fire(ctx, t); err != nil && ctx.Err() == nil {
+				s.log.Warn("fire timer", "tenant_id", t.TenantID, "instance_id", t.InstanceID, "token_id", t.TokenID, "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return len(due), nil
+}
