@@ -50,6 +50,9 @@ type Options struct {
 	Sender channels.Sender
 	// IdleTimeout passivates idle grains; default 2 minutes.
 	IdleTimeout time.Duration
+	// OnCommit, if set, is told about every instance commit once it is
+	// durable: live monitoring and latency measurements hang off it.
+	OnCommit func(store.Commit)
 }
 
 // Runtime is the running engine of one node: the grains, the services that
@@ -69,6 +72,7 @@ type Runtime struct {
 	entries    *entries
 	timerPoll  time.Duration
 	escalation *escalation
+	onCommit   func(store.Commit)
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -98,7 +102,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		opts.IdleTimeout = 2 * time.Minute
 	}
 	r := &Runtime{
-		store: opts.Store, nodes: opts.Nodes, log: opts.Logger, now: opts.Now, timerPoll: opts.TimerPoll,
+		store: opts.Store, nodes: opts.Nodes, log: opts.Logger, now: opts.Now, timerPoll: opts.TimerPoll, onCommit: opts.OnCommit,
 		committer: store.NewGroupCommitter(opts.Store.Instances(), 64),
 		done:      make(chan struct{}),
 	}
@@ -106,7 +110,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	r.entries = newEntries(opts.Store.Journeys(), r.plans, opts.Now, 5*time.Second)
 	r.escalation = newEscalation(opts.Now, 10*time.Minute, 5)
 	r.timers = NewTimerService(opts.Store.Instances(), r.fireTimer, opts.Now, opts.TimerPoll, opts.Logger, opts.Registerer)
-	r.router = NewRouter(opts.Store.Events(), r.routeEvent, opts.Now, 8, 30*time.Second, opts.Logger)
+	r.router = NewRouter(opts.Store.Events(), r.routeEvent, opts.Now, 64, 30*time.Second, opts.Logger)
 	r.dispatcher = channels.NewDispatcher(opts.Store.Deliveries(), opts.Sender, opts.Now, opts.DispatchPoll, opts.Logger)
 
 	// Instances get their own supervisor: its give-up marks the instance failed.
@@ -216,6 +220,9 @@ func (r *Runtime) sentSince(ctx context.Context, tenantID, customerID string) fu
 
 // committed hands a commit's effects to the services that act on them.
 func (r *Runtime) committed(c store.Commit) {
+	if r.onCommit != nil {
+		r.onCommit(c)
+	}
 	if len(c.Deliveries) > 0 {
 		r.dispatcher.Wake()
 	}
