@@ -74,6 +74,8 @@ func Open(ctx context.Context, url string, maxConns int) (store.Store, error) {
 			IsUniqueViolation:     hasCode("23505"),
 			IsForeignKeyViolation: hasCode("23503"),
 			Migrations:            sub,
+			// pgx keeps each connection's statements prepared.
+			DriverCachesStatements: true,
 		}),
 		pool: pool,
 	}, nil

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -88,7 +87,7 @@ func (s *Store) UpsertCustomer(ctx context.Context, tenantID, externalID string,
 		Properties: map[string]any{}, Tags: []string{}, Preferences: map[string]bool{}, PushTokens: []string{}, CreatedAt: at}
 	applyPatch(&c, p, at)
 	created := false
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txn) error {
 		js, err := customerJSON(c)
 		if err != nil {
 			return err
@@ -124,7 +123,7 @@ func (s *Store) selectCustomer(ctx context.Context, q querier, tenantID, key, va
 
 // patchCustomer locks the customer whose column key equals value, applies p
 // and writes it back.
-func (s *Store) patchCustomer(ctx context.Context, tx *sql.Tx, tenantID, key, value string, p store.CustomerPatch, at time.Time) (store.Customer, error) {
+func (s *Store) patchCustomer(ctx context.Context, tx txn, tenantID, key, value string, p store.CustomerPatch, at time.Time) (store.Customer, error) {
 	c, err := s.selectCustomer(ctx, tx, tenantID, key, value, true)
 	if err != nil {
 		return c, err
@@ -143,7 +142,7 @@ func (s *Store) patchCustomer(ctx context.Context, tx *sql.Tx, tenantID, key, va
 
 func (s *Store) PatchCustomer(ctx context.Context, tenantID, id string, p store.CustomerPatch, at time.Time) (store.Customer, error) {
 	var c store.Customer
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txn) error {
 		var err error
 		c, err = s.patchCustomer(ctx, tx, tenantID, `id`, id, p, stamp(at))
 		return err
@@ -155,7 +154,7 @@ func (s *Store) PatchCustomer(ctx context.Context, tenantID, id string, p store.
 }
 
 func (s *Store) GetCustomer(ctx context.Context, tenantID, id string) (store.Customer, error) {
-	c, err := s.selectCustomer(ctx, s.db, tenantID, `id`, id, false)
+	c, err := s.selectCustomer(ctx, s.reads, tenantID, `id`, id, false)
 	if err != nil {
 		return store.Customer{}, fmt.Errorf("get customer %s: %w", id, s.classify(err))
 	}
@@ -163,7 +162,7 @@ func (s *Store) GetCustomer(ctx context.Context, tenantID, id string) (store.Cus
 }
 
 func (s *Store) GetCustomerByExternalID(ctx context.Context, tenantID, externalID string) (store.Customer, error) {
-	c, err := s.selectCustomer(ctx, s.db, tenantID, `external_id`, externalID, false)
+	c, err := s.selectCustomer(ctx, s.reads, tenantID, `external_id`, externalID, false)
 	if err != nil {
 		return store.Customer{}, fmt.Errorf("get customer %q: %w", externalID, s.classify(err))
 	}

@@ -31,7 +31,7 @@ func (s *Store) AppendEvents(ctx context.Context, tenantID string, events []stor
 	stored := make([]store.Event, len(events))
 	seen := make([]bool, len(events))
 	now := stamp(time.Time{})
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txn) error {
 		for i, e := range events {
 			e.TenantID, e.RoutedAt = tenantID, nil
 			if e.ReceivedAt.IsZero() {
@@ -87,17 +87,19 @@ func (s *Store) UnroutedEvents(ctx context.Context, limit int) ([]store.Event, e
 // MarkRouted keeps the first routing time of an event routed twice, and
 // ignores ids it does not know.
 func (s *Store) MarkRouted(ctx context.Context, tenantID string, ids []string, at time.Time) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	args := []any{stamp(at).UnixMicro(), tenantID}
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	_, err := s.exec(ctx, s.db, `UPDATE events SET routed_at = COALESCE(routed_at, ?)
-		WHERE tenant_id = ? AND id IN (?`+strings.Repeat(`, ?`, len(ids)-1)+`)`, args...)
-	if err != nil {
-		return fmt.Errorf("mark %d events of tenant %s routed: %w", len(ids), tenantID, err)
+	us := stamp(at).UnixMicro()
+	for rest := ids; len(rest) > 0; {
+		n := chunk(len(rest))
+		args := []any{us, tenantID}
+		for _, id := range rest[:n] {
+			args = append(args, id)
+		}
+		_, err := s.exec(ctx, s.db, `UPDATE events SET routed_at = COALESCE(routed_at, ?)
+			WHERE tenant_id = ? AND id IN (?`+strings.Repeat(`, ?`, n-1)+`)`, args...)
+		if err != nil {
+			return fmt.Errorf("mark %d events of tenant %s routed: %w", len(ids), tenantID, err)
+		}
+		rest = rest[n:]
 	}
 	return nil
 }

@@ -43,47 +43,120 @@ func scanInstance(r scanner) (store.Instance, error) {
 	return in, nil
 }
 
-// Commit writes the batch in one transaction, each commit inside its own
-// savepoint: a commit that fails rolls back to its savepoint alone, and the
-// others still share one transaction and one sync to disk. A lone commit
-// needs no savepoint, the transaction being its unit.
+// Commit writes the batch in one transaction and, as the commits rarely
+// fail, first as one unit: the instance rows one by one, then the rows the
+// commits add, table by table, each in as few multi-row statements as it
+// can. A commit whose instance row is refused (stale epoch, ended, entry
+// seen) fails alone then, having written nothing. Any other failure could
+// be any commit's, so the batch is written again with a savepoint per
+// commit, where only the commit at fault fails. A batch with two commits
+// of one instance goes that way at once: each must see the one before.
 func (s *Store) Commit(ctx context.Context, commits []store.Commit) []error {
 	errs := make([]error, len(commits))
-	wrap := func(i int, err error) error {
-		return fmt.Errorf("commit instance %s: %w", commits[i].Instance.ID, s.classify(err))
-	}
 	if len(commits) == 0 {
 		return errs
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if len(commits) == 1 {
-			return s.commit(ctx, tx, commits[0])
+	cs := make([]store.Commit, len(commits))
+	for i, c := range commits {
+		cs[i] = stamped(c)
+	}
+	apart := len(cs) > 1 && !distinctInstances(cs)
+	var err error
+	if !apart {
+		failed := false
+		err = s.inTx(ctx, func(tx txn) error {
+			err := s.commitTogether(ctx, tx, cs, errs)
+			failed = err != nil
+			return err
+		})
+		apart = failed && len(cs) > 1
+	}
+	if apart {
+		clear(errs)
+		err = s.inTx(ctx, func(tx txn) error { return s.commitApart(ctx, tx, cs, errs) })
+	}
+	for i := range errs {
+		if errs[i] == nil && err != nil {
+			errs[i] = err
 		}
-		for i := range commits {
-			own, err := s.savepoint(ctx, tx, func() error { return s.commit(ctx, tx, commits[i]) })
-			if own != nil {
-				errs[i] = wrap(i, own)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = wrap(i, err)
-			}
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("commit instance %s: %w", cs[i].Instance.ID, s.classify(errs[i]))
 		}
 	}
 	return errs
 }
 
+// stamped is c as written: updated at its time as stored, and with an id
+// if it creates an instance without one.
+func stamped(c store.Commit) store.Commit {
+	c.Instance.UpdatedAt = stamp(c.Instance.UpdatedAt)
+	if c.Create && c.Instance.ID == "" {
+		c.Instance.ID = store.NewID("ins", c.Instance.UpdatedAt)
+	}
+	return c
+}
+
+func distinctInstances(cs []store.Commit) bool {
+	seen := make(map[[2]string]bool, len(cs))
+	for _, c := range cs {
+		k := [2]string{c.Instance.TenantID, c.Instance.ID}
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+	}
+	return true
+}
+
+// commitTogether writes the commits as one unit; errs[i] is set for the
+// commits whose instance row was refused. An error means the unit failed.
+func (s *Store) commitTogether(ctx context.Context, tx txn, cs []store.Commit, errs []error) error {
+	live := make([]store.Commit, 0, len(cs))
+	for i, c := range cs {
+		refused, err := s.writeInstance(ctx, tx, c)
+		if err != nil {
+			return err
+		}
+		if refused != nil {
+			errs[i] = refused
+			continue
+		}
+		live = append(live, c)
+	}
+	if err := s.patchCustomers(ctx, tx, live); err != nil {
+		return err
+	}
+	return s.addRows(ctx, tx, live)
+}
+
+// commitApart writes each commit inside its own savepoint, so that a
+// commit that fails rolls back alone. A lone commit needs no savepoint,
+// the transaction being its unit.
+func (s *Store) commitApart(ctx context.Context, tx txn, cs []store.Commit, errs []error) error {
+	for i, c := range cs {
+		own, err := s.savepoint(ctx, tx, func() error {
+			refused, err := s.writeInstance(ctx, tx, c)
+			if err != nil || refused != nil {
+				return errors.Join(err, refused)
+			}
+			one := []store.Commit{c}
+			if err := s.patchCustomers(ctx, tx, one); err != nil {
+				return err
+			}
+			return s.addRows(ctx, tx, one)
+		})
+		errs[i] = own
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // savepoint runs fn so that its failure undoes only what fn wrote; own is
 // fn's error. err means the transaction itself can go no further, and
 // takes every commit of the batch down with it.
-func (s *Store) savepoint(ctx context.Context, tx *sql.Tx, fn func() error) (own, err error) {
+func (s *Store) savepoint(ctx context.Context, tx txn, fn func() error) (own, err error) {
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT one_commit`); err != nil {
 		return nil, err
 	}
@@ -96,47 +169,63 @@ func (s *Store) savepoint(ctx context.Context, tx *sql.Tx, fn func() error) (own
 	return own, err
 }
 
-// commit writes one commit. The rows it adds belong to its instance: their
-// tenant and instance come from it, whatever the caller put there.
-func (s *Store) commit(ctx context.Context, tx *sql.Tx, c store.Commit) error {
-	in := c.Instance
-	at := stamp(in.UpdatedAt)
-	in.UpdatedAt = at
-	if c.Create && in.ID == "" {
-		in.ID = store.NewID("ins", at)
-	}
-	var err error
+// writeInstance creates or updates the commit's instance row. refused is
+// the commit's own failure, with nothing written; err is a failed statement.
+func (s *Store) writeInstance(ctx context.Context, tx txn, c store.Commit) (refused, err error) {
 	if c.Create {
-		err = s.createInstance(ctx, tx, in)
-	} else {
-		err = s.updateInstance(ctx, tx, in)
+		return s.createInstance(ctx, tx, c.Instance)
 	}
-	if err != nil {
-		return err
-	}
-	if c.Customer != nil {
-		if _, err := s.patchCustomer(ctx, tx, in.TenantID, `id`, in.CustomerID, *c.Customer, at); err != nil {
+	return s.updateInstance(ctx, tx, c.Instance)
+}
+
+// patchCustomers applies the commits' customer patches, in order.
+func (s *Store) patchCustomers(ctx context.Context, tx txn, cs []store.Commit) error {
+	for _, c := range cs {
+		if c.Customer == nil {
+			continue
+		}
+		in := c.Instance
+		if _, err := s.patchCustomer(ctx, tx, in.TenantID, `id`, in.CustomerID, *c.Customer, in.UpdatedAt); err != nil {
 			return fmt.Errorf("patch customer %s: %w", in.CustomerID, err)
 		}
 	}
-	if err := s.insertSteps(ctx, tx, in, c.Create, c.Steps); err != nil {
+	return nil
+}
+
+// addRows writes the rows the commits add, whose instance rows are
+// written, each table in few statements. The rows belong to their commit's
+// instance: their tenant and instance come from it, whatever the caller
+// put there. Timers and waits replace those of the instances updated.
+func (s *Store) addRows(ctx context.Context, tx txn, cs []store.Commit) error {
+	var steps, deliveries, timers, waits, updated [][]any
+	for _, c := range cs {
+		in := c.Instance
+		rows, err := s.stepRows(ctx, tx, in, c.Create, c.Steps)
+		if err != nil {
+			return fmt.Errorf("steps: %w", err)
+		}
+		steps = append(steps, rows...)
+		deliveries = append(deliveries, deliveryRows(in, c.Deliveries)...)
+		for _, t := range c.Timers {
+			timers = append(timers, []any{in.TenantID, in.ID, t.TokenID, stamp(t.DueAt).UnixMicro()})
+		}
+		for _, w := range c.Waits {
+			waits = append(waits, []any{in.TenantID, in.ID, orDefault(w.CustomerID, in.CustomerID), w.EventType})
+		}
+		if !c.Create {
+			updated = append(updated, []any{in.TenantID, in.ID})
+		}
+	}
+	if err := s.insertRows(ctx, tx, `instance_steps`, stepCols, false, steps); err != nil {
 		return fmt.Errorf("steps: %w", err)
 	}
-	if err := s.insertRows(ctx, tx, `deliveries`, deliveryCols, true, deliveryRows(in, c.Deliveries)); err != nil {
+	if err := s.insertRows(ctx, tx, `deliveries`, deliveryCols, true, deliveries); err != nil {
 		return fmt.Errorf("deliveries: %w", err)
 	}
-	timers := make([][]any, len(c.Timers))
-	for i, t := range c.Timers {
-		timers[i] = []any{in.TenantID, in.ID, t.TokenID, stamp(t.DueAt).UnixMicro()}
-	}
-	if err := s.replaceRows(ctx, tx, in, !c.Create, `timers`, `tenant_id, instance_id, token_id, due_at`, timers); err != nil {
+	if err := s.replaceRows(ctx, tx, `timers`, `tenant_id, instance_id, token_id, due_at`, updated, timers); err != nil {
 		return fmt.Errorf("timers: %w", err)
 	}
-	waits := make([][]any, len(c.Waits))
-	for i, w := range c.Waits {
-		waits[i] = []any{in.TenantID, in.ID, orDefault(w.CustomerID, in.CustomerID), w.EventType}
-	}
-	if err := s.replaceRows(ctx, tx, in, !c.Create, `waits`, `tenant_id, instance_id, customer_id, event_type`, waits); err != nil {
+	if err := s.replaceRows(ctx, tx, `waits`, `tenant_id, instance_id, customer_id, event_type`, updated, waits); err != nil {
 		return fmt.Errorf("waits: %w", err)
 	}
 	return nil
@@ -168,10 +257,10 @@ func endedAt(status string, at time.Time) any {
 // createInstance inserts with ON CONFLICT DO NOTHING rather than failing on
 // the unique indexes, because a failed statement aborts a PostgreSQL
 // transaction and the reason must still be read afterwards.
-func (s *Store) createInstance(ctx context.Context, tx *sql.Tx, in store.Instance) error {
+func (s *Store) createInstance(ctx context.Context, tx txn, in store.Instance) (refused, err error) {
 	nodes, err := nodesJSON(in.Nodes)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	created := in.UpdatedAt
 	if !in.CreatedAt.IsZero() {
@@ -182,17 +271,17 @@ func (s *Store) createInstance(ctx context.Context, tx *sql.Tx, in store.Instanc
 		in.TenantID, in.ID, in.JourneyID, in.Version, in.CustomerID, in.Status, nodes, in.EntryKey,
 		rawJSON(in.Snapshot), in.Error, created.UnixMicro(), in.UpdatedAt.UnixMicro(), endedAt(in.Status, in.UpdatedAt))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return err
+		return nil, err
 	}
 	return s.whyNotCreated(ctx, tx, in)
 }
 
 // whyNotCreated names the unique index an insert ran into. An entry key
 // seen before wins over an active instance: the enrolment is a replay.
-func (s *Store) whyNotCreated(ctx context.Context, tx *sql.Tx, in store.Instance) error {
+func (s *Store) whyNotCreated(ctx context.Context, tx txn, in store.Instance) (refused, err error) {
 	exists := func(cond string, args ...any) (bool, error) {
 		var n int
 		err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM instances WHERE tenant_id = ? AND journey_id = ? AND `+cond,
@@ -201,23 +290,31 @@ func (s *Store) whyNotCreated(ctx context.Context, tx *sql.Tx, in store.Instance
 	}
 	if in.EntryKey != "" {
 		if dup, err := exists(`entry_key = ?`, in.EntryKey); err != nil || dup {
-			return errors.Join(err, fmt.Errorf("%w: entry key %q", store.ErrDuplicateEntry, in.EntryKey))
+			return refusal(err, fmt.Errorf("%w: entry key %q", store.ErrDuplicateEntry, in.EntryKey))
 		}
 	}
 	if !isTerminal(in.Status) {
 		if active, err := exists(`customer_id = ? AND status NOT IN `+terminal, in.CustomerID); err != nil || active {
-			return errors.Join(err, fmt.Errorf("%w: customer %s", store.ErrActiveInstance, in.CustomerID))
+			return refusal(err, fmt.Errorf("%w: customer %s", store.ErrActiveInstance, in.CustomerID))
 		}
 	}
-	return fmt.Errorf("%w: instance id %s is taken", store.ErrConflict, in.ID)
+	return fmt.Errorf("%w: instance id %s is taken", store.ErrConflict, in.ID), nil
+}
+
+// refusal is reason, unless the query that found it failed with err.
+func refusal(err, reason error) (refused, _ error) {
+	if err != nil {
+		return nil, err
+	}
+	return reason, nil
 }
 
 // updateInstance writes the instance only if its epoch is the caller's and
 // it has not ended already: terminal statuses stay terminal.
-func (s *Store) updateInstance(ctx context.Context, tx *sql.Tx, in store.Instance) error {
+func (s *Store) updateInstance(ctx context.Context, tx txn, in store.Instance) (refused, err error) {
 	nodes, err := nodesJSON(in.Nodes)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	err = s.execOne(ctx, tx, `UPDATE instances SET version = ?, status = ?, nodes = ?, snapshot = ?, error = ?,
 		updated_at = ?, ended_at = COALESCE(ended_at, ?)
@@ -226,34 +323,36 @@ func (s *Store) updateInstance(ctx context.Context, tx *sql.Tx, in store.Instanc
 		in.UpdatedAt.UnixMicro(), endedAt(in.Status, in.UpdatedAt),
 		in.TenantID, in.ID, in.Epoch, in.Status)
 	if !errors.Is(err, store.ErrNotFound) {
-		return err
+		return nil, err
 	}
 	var epoch int64
 	var status string
 	err = s.queryRow(ctx, tx, `SELECT epoch, status FROM instances WHERE tenant_id = ? AND id = ?`,
 		in.TenantID, in.ID).Scan(&epoch, &status)
 	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%w: no instance %s", store.ErrNotFound, in.ID), nil
 	case err != nil:
-		return err
+		return nil, err
 	case epoch != in.Epoch:
-		return fmt.Errorf("%w: epoch is %d, the commit's %d", store.ErrStaleEpoch, epoch, in.Epoch)
+		return fmt.Errorf("%w: epoch is %d, the commit's %d", store.ErrStaleEpoch, epoch, in.Epoch), nil
 	default:
-		return fmt.Errorf("%w: instance has ended %s", store.ErrConflict, status)
+		return fmt.Errorf("%w: instance has ended %s", store.ErrConflict, status), nil
 	}
 }
 
 const stepCols = `tenant_id, instance_id, seq, node_id, node_type, version, token_id, outcome, branch,
 	input, output, error, started_at, finished_at`
 
-// insertSteps numbers the steps that come without a sequence number after
-// the last one stored.
-func (s *Store) insertSteps(ctx context.Context, tx *sql.Tx, in store.Instance, fresh bool, steps []store.Step) error {
+// stepRows are the rows of the steps a commit adds to in. Steps that come
+// without a sequence number are numbered after the last one stored.
+func (s *Store) stepRows(ctx context.Context, tx txn, in store.Instance, fresh bool, steps []store.Step) ([][]any, error) {
 	var last int64
 	if !fresh && slices.ContainsFunc(steps, func(st store.Step) bool { return st.Seq == 0 }) {
 		err := s.queryRow(ctx, tx, `SELECT COALESCE(MAX(seq), 0) FROM instance_steps WHERE tenant_id = ? AND instance_id = ?`,
 			in.TenantID, in.ID).Scan(&last)
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	rows := make([][]any, len(steps))
@@ -265,33 +364,52 @@ func (s *Store) insertSteps(ctx context.Context, tx *sql.Tx, in store.Instance, 
 		rows[i] = []any{in.TenantID, in.ID, st.Seq, st.NodeID, st.NodeType, st.Version, st.TokenID, st.Outcome, st.Branch,
 			rawJSON(st.Input), rawJSON(st.Output), st.Error, stamp(st.StartedAt).UnixMicro(), stamp(st.FinishedAt).UnixMicro()}
 	}
-	return s.insertRows(ctx, tx, `instance_steps`, stepCols, false, rows)
+	return rows, nil
 }
 
-// replaceRows makes rows the instance's rows of table; old says whether
-// the instance may have some already.
-func (s *Store) replaceRows(ctx context.Context, tx *sql.Tx, in store.Instance, old bool, table, cols string, rows [][]any) error {
-	if old {
-		_, err := s.exec(ctx, tx, `DELETE FROM `+table+` WHERE tenant_id = ? AND instance_id = ?`, in.TenantID, in.ID)
+// replaceRows deletes the rows of table that belong to the instances
+// (tenant id, id) old, then inserts rows.
+func (s *Store) replaceRows(ctx context.Context, tx txn, table, cols string, old, rows [][]any) error {
+	for len(old) > 0 {
+		n := chunk(len(old))
+		_, err := s.exec(ctx, tx, `DELETE FROM `+table+` WHERE (tenant_id, instance_id) IN (VALUES `+tuples(2, n)+`)`,
+			slices.Concat(old[:n]...)...)
 		if err != nil {
 			return err
 		}
+		old = old[n:]
 	}
 	return s.insertRows(ctx, tx, table, cols, true, rows)
 }
 
-// insertChunk bounds the rows of one INSERT, keeping its placeholders far
+// maxChunk bounds the rows of one statement, keeping its placeholders far
 // below both databases' limits.
-const insertChunk = 256
+const maxChunk = 256
+
+// chunk is how many of n rows the next statement takes: the largest power
+// of two up to maxChunk. The statements, prepared once each, then have a
+// few texts per table rather than one per row count.
+func chunk(n int) int {
+	c := maxChunk
+	for c > n {
+		c /= 2
+	}
+	return c
+}
+
+// tuples is n parenthesised lists of width placeholders: (?, ?), (?, ?).
+func tuples(width, n int) string {
+	one := `(?` + strings.Repeat(`, ?`, width-1) + `)`
+	return one + strings.Repeat(`, `+one, n-1)
+}
 
 // insertRows inserts rows, each holding the values of cols, several to a
 // statement. With skipDuplicates a row that breaks a uniqueness rule is
 // left out instead of failing the statement.
-func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, table, cols string, skipDuplicates bool, rows [][]any) error {
+func (s *Store) insertRows(ctx context.Context, tx txn, table, cols string, skipDuplicates bool, rows [][]any) error {
 	for len(rows) > 0 {
-		n := min(len(rows), insertChunk)
-		one := `(?` + strings.Repeat(`, ?`, len(rows[0])-1) + `)`
-		query := `INSERT INTO ` + table + ` (` + cols + `) VALUES ` + one + strings.Repeat(`, `+one, n-1)
+		n := chunk(len(rows))
+		query := `INSERT INTO ` + table + ` (` + cols + `) VALUES ` + tuples(len(rows[0]), n)
 		if skipDuplicates {
 			query += ` ON CONFLICT DO NOTHING`
 		}
@@ -314,7 +432,7 @@ func (s *Store) ClaimInstance(ctx context.Context, tenantID, id string) (store.I
 
 func (s *Store) GetInstance(ctx context.Context, tenantID, id string) (store.Instance, error) {
 	query, args := newList(instanceCols, `instances`).where(`tenant_id = ? AND id = ?`, tenantID, id).page(`id`, 1)
-	in, err := scanInstance(s.queryRow(ctx, s.db, query, args...))
+	in, err := scanInstance(s.queryRow(ctx, s.reads, query, args...))
 	if err != nil {
 		return store.Instance{}, fmt.Errorf("get instance %s: %w", id, s.classify(err))
 	}
@@ -364,7 +482,7 @@ func (s *Store) customerInstance(ctx context.Context, tenantID, journeyID, custo
 		l.where(c)
 	}
 	query, args := l.page(`created_at DESC, id DESC`, 1)
-	in, err := scanInstance(s.queryRow(ctx, s.db, query, args...))
+	in, err := scanInstance(s.queryRow(ctx, s.reads, query, args...))
 	if err != nil {
 		return store.Instance{}, fmt.Errorf("instance of customer %s in journey %s: %w", customerID, journeyID, s.classify(err))
 	}
@@ -437,7 +555,7 @@ func (s *Store) CountSends(ctx context.Context, tenantID, customerID, channel st
 	l := newList(`COUNT(*)`, `deliveries`).where(`tenant_id = ? AND customer_id = ?`, tenantID, customerID)
 	eq(l, `channel`, channel).where(`created_at >= ? AND status <> ?`, stamp(since).UnixMicro(), store.DeliverySkipped)
 	var n int
-	if err := s.queryRow(ctx, s.db, l.query, l.args...).Scan(&n); err != nil {
+	if err := s.queryRow(ctx, s.reads, l.query, l.args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count sends to customer %s: %w", customerID, err)
 	}
 	return n, nil

@@ -39,7 +39,7 @@ func (s *Store) CreateJourney(ctx context.Context, j store.Journey, graph []byte
 	j.ID = store.NewID("jrn", at)
 	j.Status, j.ActiveVersion = store.JourneyDraft, 0
 	j.CreatedAt, j.UpdatedAt = at, at
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txn) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO journeys (`+journeyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			j.ID, j.TenantID, j.Name, j.Description, j.Status, j.ActiveVersion, at.UnixMicro(), at.UnixMicro())
 		if err != nil || graph == nil {
@@ -65,7 +65,7 @@ func (s *Store) selectJourney(ctx context.Context, q querier, tenantID, id strin
 }
 
 func (s *Store) GetJourney(ctx context.Context, tenantID, id string) (store.Journey, error) {
-	j, err := s.selectJourney(ctx, s.db, tenantID, id, false)
+	j, err := s.selectJourney(ctx, s.reads, tenantID, id, false)
 	if err != nil {
 		return store.Journey{}, fmt.Errorf("get journey %s: %w", id, s.classify(err))
 	}
@@ -104,7 +104,7 @@ func (s *Store) SetJourneyStatus(ctx context.Context, tenantID, id, from, to str
 		to, stamp(at).UnixMicro(), tenantID, id, from))
 	if errors.Is(err, sql.ErrNoRows) {
 		var cur store.Journey
-		if cur, err = s.selectJourney(ctx, s.db, tenantID, id, false); err == nil {
+		if cur, err = s.selectJourney(ctx, s.reads, tenantID, id, false); err == nil {
 			err = fmt.Errorf("%w: status is %s, not %s", store.ErrConflict, cur.Status, from)
 		}
 	}
@@ -126,7 +126,7 @@ func (s *Store) DeleteJourney(ctx context.Context, tenantID, id string) error {
 // insertVersion stores a new draft. Graphs travel as text so that SQLite
 // stores them as TEXT, which json_valid checks, and PostgreSQL parses them
 // into JSONB.
-func (s *Store) insertVersion(ctx context.Context, tx *sql.Tx, tenantID, journeyID string, number int, graph []byte, at time.Time) (store.Version, error) {
+func (s *Store) insertVersion(ctx context.Context, tx txn, tenantID, journeyID string, number int, graph []byte, at time.Time) (store.Version, error) {
 	v := store.Version{TenantID: tenantID, JourneyID: journeyID, Number: number, Status: store.VersionDraft,
 		Graph: graph, CreatedAt: at, UpdatedAt: at}
 	_, err := s.exec(ctx, tx, `INSERT INTO journey_versions (`+versionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)`,
@@ -138,7 +138,7 @@ func (s *Store) insertVersion(ctx context.Context, tx *sql.Tx, tenantID, journey
 // next number one after the other.
 func (s *Store) CreateVersion(ctx context.Context, tenantID, journeyID string, graph []byte, at time.Time) (store.Version, error) {
 	var v store.Version
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txn) error {
 		if _, err := s.selectJourney(ctx, tx, tenantID, journeyID, true); err != nil {
 			return err
 		}
@@ -163,7 +163,7 @@ func (s *Store) selectVersion(ctx context.Context, q querier, tenantID, journeyI
 }
 
 func (s *Store) GetVersion(ctx context.Context, tenantID, journeyID string, number int) (store.Version, error) {
-	v, err := s.selectVersion(ctx, s.db, tenantID, journeyID, number)
+	v, err := s.selectVersion(ctx, s.reads, tenantID, journeyID, number)
 	if err != nil {
 		return store.Version{}, fmt.Errorf("get version %d of journey %s: %w", number, journeyID, s.classify(err))
 	}
@@ -172,7 +172,7 @@ func (s *Store) GetVersion(ctx context.Context, tenantID, journeyID string, numb
 
 // ListVersions tells a missing journey (ErrNotFound) from one without versions.
 func (s *Store) ListVersions(ctx context.Context, tenantID, journeyID string) ([]store.Version, error) {
-	_, err := s.selectJourney(ctx, s.db, tenantID, journeyID, false)
+	_, err := s.selectJourney(ctx, s.reads, tenantID, journeyID, false)
 	var vs []store.Version
 	if err == nil {
 		vs, err = selectAll(ctx, s, scanVersion, `SELECT `+versionCols+` FROM journey_versions
@@ -189,7 +189,7 @@ func (s *Store) UpdateDraft(ctx context.Context, tenantID, journeyID string, num
 		WHERE tenant_id = ? AND journey_id = ? AND number = ? AND status = ? RETURNING `+versionCols,
 		string(graph), stamp(at).UnixMicro(), tenantID, journeyID, number, store.VersionDraft))
 	if errors.Is(err, sql.ErrNoRows) {
-		if _, err = s.selectVersion(ctx, s.db, tenantID, journeyID, number); err == nil {
+		if _, err = s.selectVersion(ctx, s.reads, tenantID, journeyID, number); err == nil {
 			err = store.ErrNotDraft
 		}
 	}
@@ -203,7 +203,7 @@ func (s *Store) PublishVersion(ctx context.Context, tenantID, journeyID string, 
 	us := stamp(at).UnixMicro()
 	var j store.Journey
 	var v store.Version
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txn) error {
 		var err error
 		if j, err = s.selectJourney(ctx, tx, tenantID, journeyID, true); err != nil {
 			return err

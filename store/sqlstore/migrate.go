@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io/fs"
 	"path"
@@ -58,8 +57,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = s.migrationTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	err = s.migrationTx(ctx, func(tx txn) error {
+		_, err := tx.Tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version    INTEGER PRIMARY KEY,
 			name       TEXT NOT NULL,
 			applied_at BIGINT NOT NULL
@@ -70,17 +69,19 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for _, m := range ms {
-		if err := s.migrationTx(ctx, func(tx *sql.Tx) error { return s.apply(ctx, tx, m) }); err != nil {
+		if err := s.migrationTx(ctx, func(tx txn) error { return s.apply(ctx, tx, m) }); err != nil {
 			return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
 		}
 	}
 	return nil
 }
 
-func (s *Store) migrationTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+// migrationTx runs fn in a transaction; its DDL runs unprepared (tx.Tx),
+// being run once.
+func (s *Store) migrationTx(ctx context.Context, fn func(tx txn) error) error {
+	return s.inTx(ctx, func(tx txn) error {
 		if s.d.MigrationLock != "" {
-			if _, err := tx.ExecContext(ctx, s.d.MigrationLock); err != nil {
+			if _, err := tx.Tx.ExecContext(ctx, s.d.MigrationLock); err != nil {
 				return fmt.Errorf("lock: %w", err)
 			}
 		}
@@ -88,13 +89,14 @@ func (s *Store) migrationTx(ctx context.Context, fn func(tx *sql.Tx) error) erro
 	})
 }
 
-func (s *Store) apply(ctx context.Context, tx *sql.Tx, m migration) error {
+func (s *Store) apply(ctx context.Context, tx txn, m migration) error {
 	var applied int
 	err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&applied)
 	if err != nil || applied > 0 {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+	// Each file runs once: unprepared, as it may hold several statements.
+	if _, err := tx.Tx.ExecContext(ctx, m.sql); err != nil {
 		return err
 	}
 	_, err = s.exec(ctx, tx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,

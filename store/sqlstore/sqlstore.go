@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kalcifer/kalcifer/store"
@@ -40,19 +42,36 @@ type Dialect struct {
 	IsForeignKeyViolation func(error) bool
 	// Migrations holds the files NNNN_name.sql at its root.
 	Migrations fs.FS
+	// DriverCachesStatements is set where the driver keeps each
+	// connection's statements prepared itself, as pgx does; the store then
+	// prepares none. (pgx's database/sql pool keeps no idle connections, so
+	// statements prepared through database/sql would be prepared again and
+	// deallocated on nearly every use.)
+	DriverCachesStatements bool
 }
 
-// Store implements store.Store and every aggregate interface.
+// Store implements store.Store and every aggregate interface. It writes
+// through db and reads through reads, which is db unless the database has
+// a pool of its own for readers (SQLite, whose one writer would otherwise
+// hold up every read).
 type Store struct {
-	db *sql.DB
-	d  Dialect
+	db    *pool
+	reads *pool
+	d     Dialect
 }
 
 var _ store.Store = (*Store)(nil)
 
 // New returns a store over db, which the store closes on Close.
 func New(db *sql.DB, d Dialect) *Store {
-	return &Store{db: db, d: d}
+	p := newPool(db, d)
+	return &Store{db: p, reads: p, d: d}
+}
+
+// NewReadWrite returns a store that writes through writes and reads through
+// reads, two handles on the same database; the store closes both on Close.
+func NewReadWrite(writes, reads *sql.DB, d Dialect) *Store {
+	return &Store{db: newPool(writes, d), reads: newPool(reads, d), d: d}
 }
 
 func (s *Store) Tenants() store.Tenants       { return s }
@@ -62,20 +81,171 @@ func (s *Store) Events() store.Events         { return s }
 func (s *Store) Instances() store.Instances   { return s }
 func (s *Store) Deliveries() store.Deliveries { return s }
 func (s *Store) Driver() string               { return s.d.Name }
-func (s *Store) Close() error                 { return s.db.Close() }
+
+// Close closes the prepared statements, then the database handles.
+func (s *Store) Close() error {
+	err := s.db.close()
+	if s.reads != s.db {
+		err = errors.Join(err, s.reads.close())
+	}
+	return err
+}
 
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
+	if err := s.db.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping %s: %w", s.d.Name, err)
 	}
 	return nil
 }
 
-// querier is what *sql.DB and *sql.Tx have in common.
+// querier runs statements: a pool or a transaction on one.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// maxStmts bounds the statements a pool keeps prepared. Every query text
+// comes from a small set (multi-row statements take rows in a few fixed
+// chunk sizes), so the bound is only a guard: beyond it, statements are
+// prepared for each call as database/sql does by default.
+const maxStmts = 1000
+
+// pool is a database handle that prepares each distinct statement once
+// and keeps it. database/sql itself prepares, runs and finalizes a
+// statement on every call, and for SQLite parsing the SQL again is most of
+// the cost of a small statement. A kept *sql.Stmt is prepared on each
+// connection the first time it runs there, then reused.
+type pool struct {
+	db      *sql.DB
+	prepare bool
+	stmts   sync.Map // query text → *sql.Stmt
+	n       atomic.Int64
+}
+
+func newPool(db *sql.DB, d Dialect) *pool {
+	return &pool{db: db, prepare: !d.DriverCachesStatements}
+}
+
+// cached returns the statement prepared for query, or nil.
+func (p *pool) cached(query string) *sql.Stmt {
+	if st, ok := p.stmts.Load(query); ok {
+		return st.(*sql.Stmt)
+	}
+	return nil
+}
+
+// stmt returns the statement for query, preparing it the first time; nil
+// when the pool prepares none or has reached maxStmts.
+func (p *pool) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if !p.prepare {
+		return nil, nil
+	}
+	if st := p.cached(query); st != nil {
+		return st, nil
+	}
+	if p.n.Load() >= maxStmts {
+		return nil, nil
+	}
+	st, err := p.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if prev, loaded := p.stmts.LoadOrStore(query, st); loaded {
+		// Another goroutine prepared it first.
+		_ = st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	p.n.Add(1)
+	return st, nil
+}
+
+func (p *pool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := p.stmt(ctx, query)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nil:
+		return p.db.ExecContext(ctx, query, args...)
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (p *pool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := p.stmt(ctx, query)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nil:
+		return p.db.QueryContext(ctx, query, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// QueryRowContext runs a statement that did not prepare unprepared, as
+// only a *sql.Row can carry its error to Scan.
+func (p *pool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := p.stmt(ctx, query)
+	if err != nil || st == nil {
+		return p.db.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (p *pool) close() error {
+	var err error
+	p.stmts.Range(func(_, st any) bool {
+		err = errors.Join(err, st.(*sql.Stmt).Close())
+		return true
+	})
+	return errors.Join(err, p.db.Close())
+}
+
+// txn is a transaction on a pool. It runs the pool's statements, bound to
+// its connection, where database/sql reuses them.
+type txn struct {
+	*sql.Tx
+	p *pool
+	// missed collects the statements run unprepared because the pool had
+	// none for them yet: the pool prepares them once the transaction has
+	// ended, as preparing takes a connection of the pool, and a pool of
+	// one (SQLite's writer) has none until then.
+	missed *[]string
+}
+
+// bind returns the pool's statement for query bound to the transaction,
+// or nil if the pool has none yet.
+func (t txn) bind(ctx context.Context, query string) *sql.Stmt {
+	if !t.p.prepare {
+		return nil
+	}
+	st := t.p.cached(query)
+	if st == nil {
+		*t.missed = append(*t.missed, query)
+		return nil
+	}
+	return t.StmtContext(ctx, st)
+}
+
+func (t txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.bind(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.Tx.ExecContext(ctx, query, args...)
+}
+
+func (t txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.bind(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.Tx.QueryContext(ctx, query, args...)
+}
+
+func (t txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.bind(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.Tx.QueryRowContext(ctx, query, args...)
 }
 
 // rebind turns the ? placeholders into the dialect's. No query here has a ?
@@ -126,13 +296,22 @@ func (s *Store) execOne(ctx context.Context, q querier, query string, args ...an
 	return nil
 }
 
-// inTx runs fn in a transaction and commits if fn returns nil.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+// inTx runs fn in a transaction and commits if fn returns nil; then it
+// prepares the statements the transaction ran unprepared. A statement that
+// does not prepare is left for the next time: it has run already, and any
+// error it had was fn's.
+func (s *Store) inTx(ctx context.Context, fn func(tx txn) error) error {
+	tx, err := s.db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	var missed []string
+	defer func() {
+		for _, query := range missed {
+			_, _ = s.db.stmt(ctx, query)
+		}
+	}()
+	if err := fn(txn{Tx: tx, p: s.db, missed: &missed}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -212,7 +391,7 @@ func (l *list) byID(after string, limit int) (string, []any) {
 
 // selectAll runs query and scans every row it returns with scan.
 func selectAll[T any](ctx context.Context, s *Store, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
-	rows, err := s.query(ctx, s.db, query, args...)
+	rows, err := s.query(ctx, s.reads, query, args...)
 	if err != nil {
 		return nil, err
 	}

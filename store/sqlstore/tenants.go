@@ -48,7 +48,7 @@ func (s *Store) UpdateTenantSettings(ctx context.Context, tenantID string, setti
 }
 
 func (s *Store) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
-	t, err := scanTenant(s.queryRow(ctx, s.db, `SELECT `+tenantCols+` FROM tenants WHERE id = ?`, id))
+	t, err := scanTenant(s.queryRow(ctx, s.reads, `SELECT `+tenantCols+` FROM tenants WHERE id = ?`, id))
 	if err != nil {
 		return store.Tenant{}, fmt.Errorf("get tenant %s: %w", id, s.classify(err))
 	}
@@ -108,7 +108,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, tenantID, keyID string, at tim
 // APIKeyByHash is the one lookup across tenants: authentication starts
 // from the secret alone and learns the tenant from the key.
 func (s *Store) APIKeyByHash(ctx context.Context, hash string) (store.APIKey, error) {
-	k, err := scanAPIKey(s.queryRow(ctx, s.db, `SELECT `+apiKeyCols+` FROM api_keys WHERE key_hash = ?`, hash))
+	k, err := scanAPIKey(s.queryRow(ctx, s.reads, `SELECT `+apiKeyCols+` FROM api_keys WHERE key_hash = ?`, hash))
 	if err != nil {
 		return store.APIKey{}, fmt.Errorf("api key by hash: %w", s.classify(err))
 	}
