@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/kalcifer/kalcifer/store"
@@ -57,24 +58,32 @@ func (r *Router) shard(customerID string) chan store.Event {
 	return r.shards[h.Sum32()%uint32(len(r.shards))]
 }
 
-// Run routes until ctx ends: one goroutine per shard, and the sweep.
+// Run routes until ctx ends: one goroutine per shard, one that marks
+// routed events, and the sweep.
 func (r *Router) Run(ctx context.Context) error {
-	done := make(chan struct{}, len(r.shards))
+	routed := make(chan store.Event, 4096)
+	var shards sync.WaitGroup
 	for _, ch := range r.shards {
+		shards.Add(1)
 		go func() {
-			defer func() { done <- struct{}{} }()
-			r.runShard(ctx, ch)
+			defer shards.Done()
+			r.runShard(ctx, ch, routed)
 		}()
 	}
+	marked := make(chan struct{})
+	go func() {
+		defer close(marked)
+		r.markRouted(ctx, routed)
+	}()
 	r.Sweep(ctx, 0)
 	ticker := time.NewTicker(r.sweep)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			for range r.shards {
-				<-done
-			}
+			shards.Wait()
+			close(routed)
+			<-marked
 			return nil
 		case <-ticker.C:
 			r.Sweep(ctx, r.grace)
@@ -105,25 +114,13 @@ func (r *Router) Sweep(ctx context.Context, minAge time.Duration) {
 	}
 }
 
-// runShard routes a shard's events in order and marks them routed in
-// batches: when the shard has nothing more queued, or every 256 events.
-func (r *Router) runShard(ctx context.Context, ch chan store.Event) {
-	routed := map[string][]string{}
-	count := 0
-	flush := func() {
-		for tenant, ids := range routed {
-			if err := r.events.MarkRouted(context.WithoutCancel(ctx), tenant, ids, r.now()); err != nil {
-				r.log.Warn("mark events routed", "tenant_id", tenant, "events", len(ids), "error", err)
-			}
-		}
-		clear(routed)
-		count = 0
-	}
+// runShard routes a shard's events in order and passes the routed ones on
+// to be marked.
+func (r *Router) runShard(ctx context.Context, ch chan store.Event, routed chan<- store.Event) {
 	for {
 		var e store.Event
 		select {
 		case <-ctx.Done():
-			flush()
 			return
 		case e = <-ch:
 		}
@@ -131,12 +128,37 @@ func (r *Router) runShard(ctx context.Context, ch chan store.Event) {
 			if ctx.Err() == nil {
 				r.log.Warn("route event", "tenant_id", e.TenantID, "event_id", e.ID, "customer_id", e.CustomerID, "error", err)
 			}
-		} else {
-			routed[e.TenantID] = append(routed[e.TenantID], e.ID)
-			count++
+			continue
 		}
-		if count >= 256 || len(ch) == 0 {
-			flush()
+		routed <- e
+	}
+}
+
+// markRouted records routed events in few writes: whatever has queued up
+// while the previous write ran goes in the next, so a busy router costs one
+// write per batch rather than per event. Marks still queued when the
+// process dies are lost, which only means those events are routed again.
+func (r *Router) markRouted(ctx context.Context, routed <-chan store.Event) {
+	byTenant := map[string][]string{}
+	for e := range routed {
+		byTenant[e.TenantID] = append(byTenant[e.TenantID], e.ID)
+	drain:
+		for n := 1; n < 1024; n++ {
+			select {
+			case more, ok := <-routed:
+				if !ok {
+					break drain
+				}
+				byTenant[more.TenantID] = append(byTenant[more.TenantID], more.ID)
+			default:
+				break drain
+			}
 		}
+		for tenant, ids := range byTenant {
+			if err := r.events.MarkRouted(context.WithoutCancel(ctx), tenant, ids, r.now()); err != nil {
+				r.log.Warn("mark events routed", "tenant_id", tenant, "events", len(ids), "error", err)
+			}
+		}
+		clear(byTenant)
 	}
 }

@@ -103,7 +103,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	r := &Runtime{
 		store: opts.Store, nodes: opts.Nodes, log: opts.Logger, now: opts.Now, timerPoll: opts.TimerPoll, onCommit: opts.OnCommit,
-		committer: store.NewGroupCommitter(opts.Store.Instances(), 64),
+		committer: store.NewGroupCommitter(opts.Store.Instances(), 256),
 		done:      make(chan struct{}),
 	}
 	r.plans = newPlans(opts.Store.Journeys(), opts.Nodes)
