@@ -7,7 +7,7 @@ BIN     := bin/kalcifer
 
 # Packages whose tests drive Proto.Actor's cluster code: the library has data races of its own there, so
 # `make test` runs them without -race and every other package with it.
-NORACE_PKGS := ./actors/... ./cluster/...
+NORACE_PKGS := ./actors/... ./cluster/... ./e2e/...
 RACE_PKGS    = $(filter-out $(shell $(GO) list $(NORACE_PKGS)),$(shell $(GO) list ./...))
 
 ## build: compile the kalcifer binary into bin/
@@ -25,7 +25,8 @@ test: deps
 
 ## test-short: the quick loop
 test-short:
-	$(GO) test -race -short ./...
+	$(GO) test -race -short $(RACE_PKGS)
+	$(GO) test -short $(NORACE_PKGS)
 
 ## lint: gofmt, go vet and staticcheck
 lint:

@@ -126,7 +126,7 @@ func (g *customerGrain) enrol(ctx Context, m *actorpb.Enrol) (*actorpb.EnrolRepl
 			return nil, &cluster.GrainError{Code: codeNoEntryNode, Message: fmt.Sprintf("journey %s has no %s node", m.GetJourneyId(), orAny(m.GetEntryType()))}
 		}
 	}
-	if err := g.admit(ctx, m.GetJourneyId(), plan.Graph().ReEntry); err != nil {
+	if err := g.admit(ctx, m.GetJourneyId(), m.GetEntryKey(), plan.Graph().ReEntry); err != nil {
 		return nil, err
 	}
 	id := store.NewID("ins", g.rt.now())
@@ -143,9 +143,12 @@ func (g *customerGrain) enrol(ctx Context, m *actorpb.Enrol) (*actorpb.EnrolRepl
 
 // admit applies the journey's re-entry policy. The store's unique index is
 // the guarantee; checking first spares a doomed instance start.
-func (g *customerGrain) admit(ctx Context, journeyID, reEntry string) error {
+func (g *customerGrain) admit(ctx Context, journeyID, entryKey, reEntry string) error {
 	if reEntry == "" || reEntry == journey.ReEntryNever {
-		_, err := g.rt.store.Instances().LastInstance(ctx, g.tenantID, journeyID, g.customerID)
+		last, err := g.rt.store.Instances().LastInstance(ctx, g.tenantID, journeyID, g.customerID)
+		if err == nil && entryKey != "" && last.EntryKey == entryKey {
+			return &cluster.GrainError{Code: codeDuplicateEntry, Message: "this enrolment was already processed"}
+		}
 		if err == nil {
 			return &cluster.GrainError{Code: codeAlreadyEntered, Message: "the journey's re-entry policy is never and the customer entered before"}
 		}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,8 +21,19 @@ const callerKeyContext = "kalcifer.api_key"
 // authenticate resolves the bearer API key to its tenant. Every later
 // handler scopes its store calls to that tenant.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return s.authenticateBy(bearerToken, next)
+}
+
+// authenticateSegment also takes the key the way Segment's SDKs send their
+// write key, as the user name of HTTP Basic auth, so that they need no change
+// beyond the host.
+func (s *Server) authenticateSegment(next echo.HandlerFunc) echo.HandlerFunc {
+	return s.authenticateBy(segmentToken, next)
+}
+
+func (s *Server) authenticateBy(token func(header string) (string, error), next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		secret, err := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
+		secret, err := token(c.Request().Header.Get(echo.HeaderAuthorization))
 		if err != nil {
 			return err
 		}
@@ -52,6 +64,22 @@ func bearerToken(header string) (string, error) {
 			"the Authorization header must be Bearer followed by an API key")
 	}
 	return token, nil
+}
+
+// segmentToken reads Basic credentials whose user name is the API key, and
+// otherwise a bearer token.
+func segmentToken(header string) (string, error) {
+	scheme, credentials, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Basic") {
+		return bearerToken(header)
+	}
+	decoded, err := base64.StdEncoding.DecodeString(strings.TrimSpace(credentials))
+	user, _, _ := strings.Cut(string(decoded), ":")
+	if err != nil || user == "" {
+		return "", apiError(http.StatusUnauthorized, "missing_api_key",
+			"Basic credentials must carry the API key as the user name")
+	}
+	return user, nil
 }
 
 // callerKey is the API key the request was authenticated with.

@@ -27,19 +27,47 @@ type checker interface {
 // or a wrong type is an error that names the field, never a silently ignored
 // setting. Then dst checks its own fields.
 func decodeBody(c echo.Context, dst checker) error {
+	data, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(data, dst, true)
+}
+
+// decodeOptionalBody is decodeBody for routes whose body may be left out;
+// then dst keeps its zero value.
+func decodeOptionalBody(c echo.Context, dst checker) error {
+	data, err := readBody(c)
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		return err
+	}
+	return decodeJSON(data, dst, true)
+}
+
+// readBody reads the whole request body within the body limit.
+func readBody(c echo.Context) ([]byte, error) {
 	data, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return bodyTooLarge(tooLarge.Limit)
+			return nil, bodyTooLarge(tooLarge.Limit)
 		}
-		return fmt.Errorf("read request body: %w", err)
+		return nil, fmt.Errorf("read request body: %w", err)
 	}
+	return data, nil
+}
+
+// decodeJSON decodes data into dst and has dst check itself. Only strict
+// decoding refuses unknown fields; the types of known fields are checked
+// either way.
+func decodeJSON(data []byte, dst checker, strict bool) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return apiError(http.StatusBadRequest, "invalid_json", "the request body is empty; send a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err)
 	}

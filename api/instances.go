@@ -2,11 +2,15 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/kalcifer/kalcifer/actors"
+	"github.com/kalcifer/kalcifer/cluster"
 	"github.com/kalcifer/kalcifer/store"
 )
 
@@ -93,4 +97,29 @@ func (s *Server) listDeliveries(c echo.Context) error {
 		f.After, f.Limit = after, limit
 		return s.store.Deliveries().ListDeliveries(c.Request().Context(), tenantID(c), f)
 	})
+}
+
+// instanceAction applies a pause, resume or cancel through the engine.
+func (s *Server) instanceAction(action string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req instanceActionRequest
+		if err := decodeOptionalBody(c, &req); err != nil {
+			return err
+		}
+		in, err := s.engine.InstanceAction(c.Request().Context(), tenantID(c), c.Param("id"), action, req.Reason)
+		var ge *cluster.GrainError
+		switch {
+		case err == nil:
+			return c.JSON(http.StatusOK, in)
+		case errors.Is(err, actors.ErrNoChange):
+			e := apiError(http.StatusConflict, "invalid_transition",
+				fmt.Sprintf("an instance that is %s cannot %s", in.Status, action))
+			e.Details = map[string]string{"status": in.Status, "action": action}
+			return e
+		case errors.Is(err, store.ErrNotFound), errors.As(err, &ge) && ge.Code == "instance_not_found":
+			return apiError(http.StatusNotFound, "instance_not_found", "instance not found")
+		default:
+			return s.engineError(c, err)
+		}
+	}
 }

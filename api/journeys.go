@@ -39,10 +39,15 @@ func (s *Server) listJourneys(c echo.Context) error {
 
 var journeyStatuses = []string{store.JourneyDraft, store.JourneyActive, store.JourneyPaused, store.JourneyArchived}
 
-// loadJourney fetches the journey named by the :id path parameter within the
-// caller's tenant; another tenant's journey is simply not found.
+// loadJourney fetches the journey named by the :id path parameter.
 func (s *Server) loadJourney(c echo.Context) (store.Journey, error) {
-	j, err := s.store.Journeys().GetJourney(c.Request().Context(), tenantID(c), c.Param("id"))
+	return s.findJourney(c, c.Param("id"))
+}
+
+// findJourney fetches a journey within the caller's tenant; another
+// tenant's journey is simply not found.
+func (s *Server) findJourney(c echo.Context, id string) (store.Journey, error) {
+	j, err := s.store.Journeys().GetJourney(c.Request().Context(), tenantID(c), id)
 	if err != nil {
 		return store.Journey{}, storeError(err, "journey_not_found", "journey")
 	}
@@ -111,6 +116,7 @@ func (s *Server) transition(action string) echo.HandlerFunc {
 		if err != nil {
 			return storeError(err, "journey_not_found", "journey")
 		}
+		s.journeyChanged(c, j)
 		return c.JSON(http.StatusOK, j)
 	}
 }

@@ -21,9 +21,12 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newMetrics(version string) (*metrics, error) {
+func newMetrics(version string, registry *prometheus.Registry) (*metrics, error) {
+	if registry == nil {
+		registry = prometheus.NewRegistry()
+	}
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry: registry,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kalcifer_http_requests_total",
 			Help: "HTTP requests answered, by method, route template and status code.",

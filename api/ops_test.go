@@ -166,10 +166,11 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	t.Parallel()
 	st := openSQLite(t)
 	for name, opts := range map[string]api.Options{
-		"no store":       {},
-		"no nodes":       {Store: st},
-		"negative limit": {Store: st, Nodes: nodes.Default(), RateLimit: -1},
-		"negative body":  {Store: st, Nodes: nodes.Default(), BodyLimit: -1},
+		"no store":             {},
+		"no nodes":             {Store: st},
+		"negative limit":       {Store: st, Nodes: nodes.Default(), RateLimit: -1},
+		"negative body":        {Store: st, Nodes: nodes.Default(), BodyLimit: -1},
+		"negative event burst": {Store: st, Nodes: nodes.Default(), EventRateBurst: -1},
 	} {
 		if _, err := api.New(opts); err == nil {
 			t.Errorf("%s: New accepted %+v", name, opts)

@@ -11,10 +11,10 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// bucketFamily is one category of rate limit (general calls now; events get
-// their own family so that a flood of events cannot starve the rest): a
-// token bucket per tenant, refilled continuously at rate tokens a second up
-// to burst.
+// bucketFamily is one category of rate limit (general calls, and events in
+// a family of their own so that a flood of events cannot starve the rest):
+// a token bucket per tenant, refilled continuously at rate tokens a second
+// up to burst.
 type bucketFamily struct {
 	rate  float64
 	burst float64

@@ -3,9 +3,11 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/kalcifer/kalcifer/actors"
 	"github.com/kalcifer/kalcifer/store"
 )
 
@@ -144,18 +146,27 @@ type customerRequest struct {
 }
 
 func (r *customerRequest) check() error {
-	if r.Timezone != nil {
-		// LoadLocation also accepts "Local", the server's own zone, which
-		// says nothing about where the customer is. "" clears the zone.
-		if _, err := time.LoadLocation(*r.Timezone); err != nil || *r.Timezone == "Local" {
-			return invalidField("timezone", fmt.Sprintf("%q is not an IANA time zone such as Europe/Paris", *r.Timezone))
-		}
+	if err := checkTimezone("timezone", r.Timezone); err != nil {
+		return err
 	}
 	if err := checkTags("tags", r.Tags); err != nil {
 		return err
 	}
 	if r.PushTokens != nil {
 		return checkTags("push_tokens", *r.PushTokens)
+	}
+	return nil
+}
+
+// checkTimezone checks an optional IANA zone; "" clears the zone.
+func checkTimezone(field string, value *string) error {
+	if value == nil {
+		return nil
+	}
+	// LoadLocation also accepts "Local", the server's own zone, which says
+	// nothing about where the customer is.
+	if _, err := time.LoadLocation(*value); err != nil || *value == "Local" {
+		return invalidField(field, fmt.Sprintf("%q is not an IANA time zone such as Europe/Paris", *value))
 	}
 	return nil
 }
@@ -200,4 +211,225 @@ func checkTags(field string, values []string) error {
 		}
 	}
 	return nil
+}
+
+// Limits of the engine routes' inputs.
+const (
+	// maxBatch bounds the inputs of one batch request, so that one request
+	// cannot hold a transaction or a grain for long.
+	maxBatch = 1000
+	// maxKeyLength bounds event types, message ids and idempotency keys,
+	// which are stored in indexed columns.
+	maxKeyLength    = 255
+	maxReasonLength = 1000
+)
+
+// checkExternalID checks a required customer reference: the tenant's
+// external id, as the customer routes take it.
+func checkExternalID(field string, value *string) error {
+	switch {
+	case value == nil:
+		return missingField(field)
+	case strings.TrimSpace(*value) == "":
+		return invalidField(field, "must not be blank")
+	case len(*value) > maxExternalIDLength:
+		return invalidField(field, fmt.Sprintf("must be at most %d bytes", maxExternalIDLength))
+	}
+	return nil
+}
+
+// checkKey checks an identifier field; required ones must be sent and not blank.
+func checkKey(field string, value *string, required bool) error {
+	switch {
+	case value == nil:
+		if required {
+			return missingField(field)
+		}
+	case required && strings.TrimSpace(*value) == "":
+		return invalidField(field, "must not be blank")
+	case len(*value) > maxKeyLength:
+		return invalidField(field, fmt.Sprintf("must be at most %d bytes", maxKeyLength))
+	}
+	return nil
+}
+
+// parseTimestamp reads an optional RFC 3339 timestamp; absent is the zero
+// time, which the store takes as the time of receipt.
+func parseTimestamp(field string, value *string) (time.Time, error) {
+	if value == nil {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *value)
+	if err != nil {
+		return time.Time{}, invalidField(field, "must be an RFC 3339 timestamp such as 2026-03-01T09:00:00Z")
+	}
+	return t, nil
+}
+
+// checkBatchSize checks that a batch holds 1 to maxBatch inputs.
+func checkBatchSize(field string, n int) error {
+	if n < 1 || n > maxBatch {
+		return invalidField(field, fmt.Sprintf("must hold 1 to %d items, not %d", maxBatch, n))
+	}
+	return nil
+}
+
+// eventRequest is one event of POST /events and /events/batch.
+type eventRequest struct {
+	CustomerID *string        `json:"customer_id"`
+	Type       *string        `json:"type"`
+	MessageID  *string        `json:"message_id"`
+	Properties map[string]any `json:"properties"`
+	Timestamp  *string        `json:"timestamp"`
+	incoming   actors.Incoming
+}
+
+func (r *eventRequest) check() error {
+	return r.checkAt("")
+}
+
+// checkAt checks the event found at prefix in the body ("events[3]." in a
+// batch), so that errors name the field the client sent.
+func (r *eventRequest) checkAt(prefix string) error {
+	if err := checkExternalID(prefix+"customer_id", r.CustomerID); err != nil {
+		return err
+	}
+	if err := checkKey(prefix+"type", r.Type, true); err != nil {
+		return err
+	}
+	if err := checkKey(prefix+"message_id", r.MessageID, false); err != nil {
+		return err
+	}
+	at, err := parseTimestamp(prefix+"timestamp", r.Timestamp)
+	if err != nil {
+		return err
+	}
+	r.incoming = actors.Incoming{ExternalID: *r.CustomerID, Type: *r.Type, MessageID: deref(r.MessageID),
+		Properties: r.Properties, Timestamp: at}
+	return nil
+}
+
+type eventBatchRequest struct {
+	Events []eventRequest `json:"events"`
+}
+
+func (r *eventBatchRequest) check() error {
+	if r.Events == nil {
+		return missingField("events")
+	}
+	if err := checkBatchSize("events", len(r.Events)); err != nil {
+		return err
+	}
+	for i := range r.Events {
+		if err := r.Events[i].checkAt(fmt.Sprintf("events[%d].", i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *eventBatchRequest) incoming() []actors.Incoming {
+	in := make([]actors.Incoming, len(r.Events))
+	for i, e := range r.Events {
+		in[i] = e.incoming
+	}
+	return in
+}
+
+// enrolTarget is one customer a trigger or webhook enrols, with the data the
+// instance starts with.
+type enrolTarget struct {
+	CustomerID *string        `json:"customer_id"`
+	Data       map[string]any `json:"data"`
+}
+
+func (t enrolTarget) checkAt(prefix string) error {
+	return checkExternalID(prefix+"customer_id", t.CustomerID)
+}
+
+func (t enrolTarget) target() actors.Target {
+	return actors.Target{ExternalID: *t.CustomerID, Data: t.Data}
+}
+
+// triggerRequest names either a list of customers or, at the top level,
+// one customer. The single form's fields are not an embedded enrolTarget
+// because encoding/json would then name them enrolTarget.customer_id in
+// type errors.
+type triggerRequest struct {
+	Customers  []enrolTarget  `json:"customers"`
+	CustomerID *string        `json:"customer_id"`
+	Data       map[string]any `json:"data"`
+}
+
+func (r *triggerRequest) single() enrolTarget {
+	return enrolTarget{CustomerID: r.CustomerID, Data: r.Data}
+}
+
+func (r *triggerRequest) check() error {
+	if r.Customers == nil {
+		if r.CustomerID == nil {
+			e := apiError(http.StatusBadRequest, "missing_field", "send customers, a list, or customer_id for one customer")
+			e.Details = map[string]string{"field": "customers"}
+			return e
+		}
+		return r.single().checkAt("")
+	}
+	if r.CustomerID != nil || r.Data != nil {
+		return invalidField("customers", "cannot be combined with customer_id or data; put them in the list")
+	}
+	if err := checkBatchSize("customers", len(r.Customers)); err != nil {
+		return err
+	}
+	for i, t := range r.Customers {
+		if err := t.checkAt(fmt.Sprintf("customers[%d].", i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *triggerRequest) targets() []actors.Target {
+	if r.Customers == nil {
+		return []actors.Target{r.single().target()}
+	}
+	targets := make([]actors.Target, len(r.Customers))
+	for i, t := range r.Customers {
+		targets[i] = t.target()
+	}
+	return targets
+}
+
+type webhookRequest struct {
+	CustomerID *string        `json:"customer_id"`
+	Data       map[string]any `json:"data"`
+	MessageID  *string        `json:"message_id"`
+}
+
+func (r *webhookRequest) check() error {
+	if err := r.single().checkAt(""); err != nil {
+		return err
+	}
+	return checkKey("message_id", r.MessageID, false)
+}
+
+func (r *webhookRequest) single() enrolTarget {
+	return enrolTarget{CustomerID: r.CustomerID, Data: r.Data}
+}
+
+type instanceActionRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (r *instanceActionRequest) check() error {
+	if len(r.Reason) > maxReasonLength {
+		return invalidField("reason", fmt.Sprintf("must be at most %d bytes", maxReasonLength))
+	}
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

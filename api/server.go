@@ -1,6 +1,6 @@
 // Package api is Kalcifer's HTTP API: routing, authentication, rate limits,
 // uniform JSON errors, metrics and the OpenAPI document. Handlers only
-// translate between HTTP and the store and journey packages.
+// translate between HTTP and the store, journey and engine packages.
 package api
 
 import (
@@ -16,7 +16,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kalcifer/kalcifer/actors"
 	"github.com/kalcifer/kalcifer/journey"
 	"github.com/kalcifer/kalcifer/nodes"
 	"github.com/kalcifer/kalcifer/store"
@@ -30,6 +32,10 @@ const (
 	DefaultBodyLimit = 1 << 20
 	DefaultRateLimit = 100
 	DefaultRateBurst = 200
+	// Events come from tracking SDKs and backends in bursts, so their
+	// family allows far more than the other calls.
+	DefaultEventRateLimit = 1000
+	DefaultEventRateBurst = 2000
 )
 
 // Options configures a Server.
@@ -46,6 +52,15 @@ type Options struct {
 	// RateBurst the bucket size; 0 means the defaults.
 	RateLimit float64
 	RateBurst int
+	// EventRateLimit and EventRateBurst are the same for the event routes,
+	// which have their own buckets; 0 means the defaults.
+	EventRateLimit float64
+	EventRateBurst int
+	// Engine runs journeys; without one the engine routes answer 503.
+	Engine Engine
+	// Metrics is the registry /metrics serves; the API adds its collectors to
+	// it, so that the engine's metrics appear beside them. Nil means a new one.
+	Metrics *prometheus.Registry
 }
 
 // Server is the HTTP API.
@@ -58,6 +73,8 @@ type Server struct {
 	metrics *metrics
 	keys    *keyUsage
 	general *bucketFamily
+	events  *bucketFamily
+	engine  Engine
 	// revoking serialises key revocation on this node so that two concurrent
 	// revocations cannot both see another active key and leave none.
 	revoking sync.Mutex
@@ -71,8 +88,8 @@ func New(opts Options) (*Server, error) {
 	if opts.Nodes == nil {
 		return nil, errors.New("api: Options.Nodes is required")
 	}
-	if opts.BodyLimit < 0 || opts.RateLimit < 0 || opts.RateBurst < 0 {
-		return nil, errors.New("api: BodyLimit, RateLimit and RateBurst must not be negative")
+	if opts.BodyLimit < 0 || opts.RateLimit < 0 || opts.RateBurst < 0 || opts.EventRateLimit < 0 || opts.EventRateBurst < 0 {
+		return nil, errors.New("api: BodyLimit and the rate limits must not be negative")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -89,7 +106,13 @@ func New(opts Options) (*Server, error) {
 	if opts.RateBurst == 0 {
 		opts.RateBurst = DefaultRateBurst
 	}
-	m, err := newMetrics(opts.Version)
+	if opts.EventRateLimit == 0 {
+		opts.EventRateLimit = DefaultEventRateLimit
+	}
+	if opts.EventRateBurst == 0 {
+		opts.EventRateBurst = DefaultEventRateBurst
+	}
+	m, err := newMetrics(opts.Version, opts.Metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +125,8 @@ func New(opts Options) (*Server, error) {
 		metrics: m,
 		keys:    newKeyUsage(),
 		general: newBucketFamily(opts.RateLimit, opts.RateBurst, opts.Now),
+		events:  newBucketFamily(opts.EventRateLimit, opts.EventRateBurst, opts.Now),
+		engine:  opts.Engine,
 	}
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
@@ -175,6 +200,22 @@ func (s *Server) routes() {
 	g.GET("/instances", s.listInstances, auth...)
 	g.GET("/instances/:id", s.getInstance, auth...)
 	g.GET("/deliveries", s.listDeliveries, auth...)
+
+	// The engine routes stay registered without an engine, answering 503,
+	// so clients and the OpenAPI document see one API whatever the process runs.
+	engine := []echo.MiddlewareFunc{s.authenticate, s.rateLimit(s.general), textParams, s.requireEngine}
+	events := []echo.MiddlewareFunc{s.authenticate, s.rateLimit(s.events), textParams, s.requireEngine}
+	segment := []echo.MiddlewareFunc{s.authenticateSegment, s.rateLimit(s.events), textParams, s.requireEngine}
+	g.POST("/events", s.postEvent, events...)
+	g.POST("/events/batch", s.postEventBatch, events...)
+	g.POST("/identify", s.segmentCall(segmentIdentify), segment...)
+	g.POST("/track", s.segmentCall(segmentTrack), segment...)
+	g.POST("/batch", s.segmentBatch, segment...)
+	g.POST("/journeys/:id/trigger", s.triggerJourney, engine...)
+	g.POST("/webhooks/:journey_id", s.webhookEntry, engine...)
+	for _, action := range []string{actors.ActionPause, actors.ActionResume, actors.ActionCancel} {
+		g.POST("/instances/:id/"+action, s.instanceAction(action), engine...)
+	}
 }
 
 // textParams decodes path parameters and refuses parameters that are not

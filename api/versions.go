@@ -216,5 +216,6 @@ func (s *Server) publishVersion(c echo.Context) error {
 	if err != nil {
 		return s.versionError(c, err)
 	}
+	s.journeyChanged(c, j)
 	return c.JSON(http.StatusOK, publishResponse{Journey: j, Version: withGraph(v)})
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/kalcifer/kalcifer/store"
@@ -44,6 +45,10 @@ type Dispatcher struct {
 	batch      int
 	wake       chan struct{}
 	log        *slog.Logger
+	// mu makes passes one at a time, so that two passes in this process
+	// (the loop and a Settle) never send the same pending delivery twice.
+	// Across processes that needs claims in the store (cluster issue).
+	mu sync.Mutex
 }
 
 // NewDispatcher returns a dispatcher polling the outbox every poll, and at
@@ -86,6 +91,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 // DispatchOnce sends one batch of pending deliveries and returns how many it handled.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	pending, err := d.deliveries.PendingDeliveries(ctx, d.batch)
 	if err != nil {
 		return 0, err

@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kalcifer/kalcifer/actors"
 	"github.com/kalcifer/kalcifer/api"
 	"github.com/kalcifer/kalcifer/config"
 	"github.com/kalcifer/kalcifer/nodes"
@@ -178,14 +181,29 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	registry := nodes.Default()
+	metrics := prometheus.NewRegistry()
+	rt, err := actors.Start(ctx, actors.Options{Store: st, Nodes: registry, Logger: logger, Registerer: metrics})
+	if err != nil {
+		return fmt.Errorf("start the engine: %w", err)
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if err := rt.Stop(stopCtx); err != nil {
+			logger.Warn("stop the engine", "error", err)
+		}
+	}()
 	srv, err := api.New(api.Options{
 		Store:     st,
-		Nodes:     nodes.Default(),
+		Nodes:     registry,
 		Logger:    logger,
 		Version:   version,
 		BodyLimit: cfg.BodyLimit,
 		RateLimit: cfg.RateLimit,
 		RateBurst: cfg.RateBurst,
+		Engine:    rt,
+		Metrics:   metrics,
 	})
 	if err != nil {
 		return err
