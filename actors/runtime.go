@@ -111,7 +111,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	r.escalation = newEscalation(opts.Now, 10*time.Minute, 5)
 	r.timers = NewTimerService(opts.Store.Instances(), r.fireTimer, opts.Now, opts.TimerPoll, opts.Logger, opts.Registerer)
 	r.router = NewRouter(opts.Store.Events(), r.routeEvent, opts.Now, 64, 30*time.Second, opts.Logger)
-	r.dispatcher = channels.NewDispatcher(opts.Store.Deliveries(), opts.Sender, opts.Now, opts.DispatchPoll, opts.Logger)
+	r.dispatcher = channels.NewDispatcher(opts.Store.Deliveries(), opts.Store.Customers(), opts.Sender, opts.Now, opts.DispatchPoll, opts.Logger)
 
 	// Instances get their own supervisor: its give-up marks the instance failed.
 	grainOpts := KindOptions{IdleTimeout: opts.IdleTimeout, Logger: opts.Logger}

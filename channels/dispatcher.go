@@ -39,6 +39,7 @@ func (s LogSender) Send(_ context.Context, d store.Delivery) (string, error) {
 // Dispatcher moves pending deliveries out of the outbox.
 type Dispatcher struct {
 	deliveries store.Deliveries
+	customers  store.Customers
 	sender     Sender
 	now        func() time.Time
 	poll       time.Duration
@@ -53,8 +54,8 @@ type Dispatcher struct {
 
 // NewDispatcher returns a dispatcher polling the outbox every poll, and at
 // once when Wake is called.
-func NewDispatcher(d store.Deliveries, s Sender, now func() time.Time, poll time.Duration, log *slog.Logger) *Dispatcher {
-	return &Dispatcher{deliveries: d, sender: s, now: now, poll: poll, batch: 256, wake: make(chan struct{}, 1), log: log}
+func NewDispatcher(d store.Deliveries, c store.Customers, s Sender, now func() time.Time, poll time.Duration, log *slog.Logger) *Dispatcher {
+	return &Dispatcher{deliveries: d, customers: c, sender: s, now: now, poll: poll, batch: 256, wake: make(chan struct{}, 1), log: log}
 }
 
 // Name identifies the dispatcher in the supervision tree.
@@ -98,18 +99,44 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	for _, dl := range pending {
-		dl.Attempts++
-		dl.Provider = d.sender.Provider()
-		id, err := d.sender.Send(ctx, dl)
-		dl.UpdatedAt = d.now()
+		reason, err := d.skipReason(ctx, dl)
 		if err != nil {
-			dl.Status, dl.Error = store.DeliveryFailed, err.Error()
-		} else {
-			dl.Status, dl.ProviderMessageID = store.DeliverySent, id
+			return 0, err
 		}
+		if reason != "" {
+			dl.Status, dl.Error = store.DeliverySkipped, reason
+		} else {
+			dl.Attempts++
+			dl.Provider = d.sender.Provider()
+			id, err := d.sender.Send(ctx, dl)
+			if err != nil {
+				dl.Status, dl.Error = store.DeliveryFailed, err.Error()
+			} else {
+				dl.Status, dl.ProviderMessageID = store.DeliverySent, id
+			}
+		}
+		dl.UpdatedAt = d.now()
 		if err := d.deliveries.UpdateDelivery(ctx, dl); err != nil {
 			return 0, fmt.Errorf("record delivery %s: %w", dl.ID, err)
 		}
 	}
 	return len(pending), nil
+}
+
+// skipReason says why a delivery must not be sent, or "" when it may: the
+// customer opted out of its channel. It is checked at send time, not when the
+// journey step ran, so an opt-out that arrives while a message waits in the
+// outbox is still honoured. Webhooks are not the customer's channel.
+func (d *Dispatcher) skipReason(ctx context.Context, dl store.Delivery) (string, error) {
+	if dl.Channel == "webhook" {
+		return "", nil
+	}
+	c, err := d.customers.GetCustomer(ctx, dl.TenantID, dl.CustomerID)
+	if err != nil {
+		return "", fmt.Errorf("load customer %s of delivery %s: %w", dl.CustomerID, dl.ID, err)
+	}
+	if accepted, set := c.Preferences[dl.Channel]; set && !accepted {
+		return "customer opted out of " + dl.Channel, nil
+	}
+	return "", nil
 }

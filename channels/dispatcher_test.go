@@ -44,7 +44,7 @@ func TestDispatcherSendsEachPendingDeliveryOnce(t *testing.T) {
 	}
 
 	var logs bytes.Buffer
-	d := NewDispatcher(st.Deliveries(), LogSender{Logger: slog.New(slog.NewJSONHandler(&logs, nil))},
+	d := NewDispatcher(st.Deliveries(), st.Customers(), LogSender{Logger: slog.New(slog.NewJSONHandler(&logs, nil))},
 		func() time.Time { return now.Add(time.Second) }, time.Minute, slog.Default())
 	if n, err := d.DispatchOnce(ctx); err != nil || n != 2 {
 		t.Fatalf("first pass: %d, %v", n, err)
