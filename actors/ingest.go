@@ -95,7 +95,7 @@ func (r *Runtime) Ingest(ctx context.Context, tenant store.Tenant, in []Incoming
 			fresh = append(fresh, stored[j])
 		}
 	}
-	r.router.Enqueue(fresh)
+	r.router.Enqueue(ctx, fresh)
 	return results, nil
 }
 

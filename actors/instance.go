@@ -97,6 +97,9 @@ func (g *instanceGrain) load(ctx Context) error {
 	if err != nil {
 		return err
 	}
+	// The decoded state is what the grain works on; keeping the snapshot
+	// bytes too would double each active instance's memory.
+	row.Snapshot = nil
 	g.row, g.state, g.plan, g.loaded = row, state, plan, true
 	return nil
 }
@@ -154,6 +157,7 @@ func (g *instanceGrain) step(ctx Context, t engine.Trigger, create bool) (proto.
 		return nil, err
 	}
 	c.Instance.Epoch = max(c.Instance.Epoch, 1)
+	c.Instance.Snapshot = nil
 	g.row, g.state, g.loaded = c.Instance, next, true
 	g.rt.committed(c)
 	if engine.Terminal(next.Status) {

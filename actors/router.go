@@ -41,13 +41,16 @@ func NewRouter(events store.Events, route func(context.Context, store.Event) err
 // Name identifies the router in the supervision tree.
 func (r *Router) Name() string { return "event-router" }
 
-// Enqueue hands committed events to their shards. A full shard drops the
-// event here; the sweep routes it later, so ingestion never blocks on routing.
-func (r *Router) Enqueue(events []store.Event) {
+// Enqueue hands committed events to their shards, waiting while a shard is
+// full: that wait is the backpressure that slows ingestion down to the rate
+// events can be routed. Events still unqueued when ctx ends are left to the
+// sweep; they are committed, so nothing is lost.
+func (r *Router) Enqueue(ctx context.Context, events []store.Event) {
 	for _, e := range events {
 		select {
 		case r.shard(e.CustomerID) <- e:
-		default:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -91,24 +94,56 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep routes unrouted events received at least minAge ago, through their shards.
+// Sweep routes the unrouted events received at least minAge ago, a page at
+// a time: each page is routed (customers in parallel, each customer's
+// events in order) and marked before the next is read. It stops at a page
+// with nothing old enough, or whose routing all failed (those events stay
+// for the next sweep).
 func (r *Router) Sweep(ctx context.Context, minAge time.Duration) {
 	const page = 1000
-	events, err := r.events.UnroutedEvents(ctx, page)
-	if err != nil {
-		if ctx.Err() == nil {
-			r.log.Warn("sweep unrouted events", "error", err)
+	for ctx.Err() == nil {
+		events, err := r.events.UnroutedEvents(ctx, page)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("sweep unrouted events", "error", err)
+			}
+			return
 		}
-		return
-	}
-	cutoff := r.now().Add(-minAge)
-	for _, e := range events {
-		if e.ReceivedAt.After(cutoff) {
-			continue
+		cutoff := r.now().Add(-minAge)
+		groups := map[chan store.Event][]store.Event{}
+		for _, e := range events {
+			if !e.ReceivedAt.After(cutoff) {
+				groups[r.shard(e.CustomerID)] = append(groups[r.shard(e.CustomerID)], e)
+			}
 		}
-		select {
-		case r.shard(e.CustomerID) <- e:
-		case <-ctx.Done():
+		var (
+			mu     sync.Mutex
+			routed = map[string][]string{}
+			wg     sync.WaitGroup
+		)
+		for _, group := range groups {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, e := range group {
+					if err := r.route(ctx, e); err != nil {
+						r.log.Warn("route event", "tenant_id", e.TenantID, "event_id", e.ID, "error", err)
+						continue
+					}
+					mu.Lock()
+					routed[e.TenantID] = append(routed[e.TenantID], e.ID)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		for tenant, ids := range routed {
+			if err := r.events.MarkRouted(ctx, tenant, ids, r.now()); err != nil {
+				r.log.Warn("mark events routed", "tenant_id", tenant, "events", len(ids), "error", err)
+				return
+			}
+		}
+		if len(routed) == 0 || len(events) < page {
 			return
 		}
 	}
