@@ -57,17 +57,11 @@ func (r *Runtime) Ingest(ctx context.Context, tenant store.Tenant, in []Incoming
 	var slots []int
 	now := r.now()
 	for i, e := range in {
-		customer, err := r.resolveCustomer(ctx, tenant, e.ExternalID, e.Traits, now)
-		var refused *Error
-		if errors.As(err, &refused) {
-			results[i].Error = refused
-			continue
-		}
+		customer, ok, err := r.resolveInto(ctx, tenant, e.ExternalID, e.Traits, now, &results[i])
 		if err != nil {
 			return nil, err
 		}
-		results[i].CustomerID = customer.ID
-		if e.Type == "" {
+		if !ok || e.Type == "" {
 			continue
 		}
 		props, err := json.Marshal(orEmpty(e.Properties))
@@ -106,6 +100,23 @@ func orEmpty(m map[string]any) map[string]any {
 	return m
 }
 
+// resolveInto resolves one input's customer into its result: ok is false
+// when the input was refused (the refusal is in res), err is set only for
+// failures that fail the whole request.
+func (r *Runtime) resolveInto(ctx context.Context, tenant store.Tenant, externalID string, traits *store.CustomerPatch, now time.Time, res *Result) (store.Customer, bool, error) {
+	customer, err := r.resolveCustomer(ctx, tenant, externalID, traits, now)
+	var refused *Error
+	if errors.As(err, &refused) {
+		res.Error = refused
+		return store.Customer{}, false, nil
+	}
+	if err != nil {
+		return store.Customer{}, false, err
+	}
+	res.CustomerID = customer.ID
+	return customer, true, nil
+}
+
 // resolveCustomer finds the customer an input names, creating it unless the
 // tenant rejects unknown customers; traits always create or update it.
 func (r *Runtime) resolveCustomer(ctx context.Context, tenant store.Tenant, externalID string, traits *store.CustomerPatch, now time.Time) (store.Customer, error) {
@@ -142,16 +153,13 @@ func (r *Runtime) Enrol(ctx context.Context, tenant store.Tenant, journeyID, ent
 	results := make([]Result, len(targets))
 	now := r.now()
 	for i, t := range targets {
-		customer, err := r.resolveCustomer(ctx, tenant, t.ExternalID, nil, now)
-		var refused *Error
-		if errors.As(err, &refused) {
-			results[i].Error = refused
-			continue
-		}
+		customer, ok, err := r.resolveInto(ctx, tenant, t.ExternalID, nil, now, &results[i])
 		if err != nil {
 			return nil, err
 		}
-		results[i].CustomerID = customer.ID
+		if !ok {
+			continue
+		}
 		data, err := json.Marshal(orEmpty(t.Data))
 		if err != nil {
 			results[i].Error = &Error{Code: "invalid_data", Message: err.Error()}

@@ -84,6 +84,8 @@ func ErrorFromReply(r *actorpb.ErrorReply) error {
 			Reason:     "backing off after crashes: " + r.GetMessage(),
 			RetryAfter: time.Duration(r.GetRetryAfterMs()) * time.Millisecond,
 		}
+	case actorpb.ErrorReply_KIND_UNAVAILABLE:
+		return &UnavailableError{Reason: r.GetMessage(), RetryAfter: time.Duration(r.GetRetryAfterMs()) * time.Millisecond}
 	default:
 		return &GrainError{Code: r.GetCode(), Message: r.GetMessage()}
 	}
@@ -92,6 +94,12 @@ func ErrorFromReply(r *actorpb.ErrorReply) error {
 // ReplyFromError is the envelope a grain adapter sends for a returned error; errors that are not a
 // *GrainError become code "internal" so the caller still gets the message text.
 func ReplyFromError(err error) *actorpb.ErrorReply {
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout) {
+		// A grain that failed because another grain or the store timed out
+		// keeps the failure retryable for its own caller.
+		return &actorpb.ErrorReply{Kind: actorpb.ErrorReply_KIND_UNAVAILABLE, Message: err.Error(),
+			RetryAfterMs: retryAfter(err).Milliseconds()}
+	}
 	var ge *GrainError
 	if !errors.As(err, &ge) {
 		ge = &GrainError{Code: "internal", Message: err.Error()}

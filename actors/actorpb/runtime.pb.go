@@ -33,6 +33,9 @@ const (
 	ErrorReply_KIND_CRASHED ErrorReply_Kind = 2
 	// The identity is backing off after crashes and was not activated.
 	ErrorReply_KIND_BACKOFF ErrorReply_Kind = 3
+	// The grain could not finish because something it called was unavailable or timed out; retrying may
+	// succeed.
+	ErrorReply_KIND_UNAVAILABLE ErrorReply_Kind = 4
 )
 
 // Enum value maps for ErrorReply_Kind.
@@ -42,12 +45,14 @@ var (
 		1: "KIND_APPLICATION",
 		2: "KIND_CRASHED",
 		3: "KIND_BACKOFF",
+		4: "KIND_UNAVAILABLE",
 	}
 	ErrorReply_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
 		"KIND_APPLICATION": 1,
 		"KIND_CRASHED":     2,
 		"KIND_BACKOFF":     3,
+		"KIND_UNAVAILABLE": 4,
 	}
 )
 
@@ -250,18 +255,19 @@ var File_runtime_proto protoreflect.FileDescriptor
 
 const file_runtime_proto_rawDesc = "" +
 	"\n" +
-	"\rruntime.proto\x12\x12kalcifer.actors.v1\"\xf1\x01\n" +
+	"\rruntime.proto\x12\x12kalcifer.actors.v1\"\x87\x02\n" +
 	"\n" +
 	"ErrorReply\x127\n" +
 	"\x04kind\x18\x01 \x01(\x0e2#.kalcifer.actors.v1.ErrorReply.KindR\x04kind\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12$\n" +
-	"\x0eretry_after_ms\x18\x04 \x01(\x03R\fretryAfterMs\"V\n" +
+	"\x0eretry_after_ms\x18\x04 \x01(\x03R\fretryAfterMs\"l\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10KIND_APPLICATION\x10\x01\x12\x10\n" +
 	"\fKIND_CRASHED\x10\x02\x12\x10\n" +
-	"\fKIND_BACKOFF\x10\x03\" \n" +
+	"\fKIND_BACKOFF\x10\x03\x12\x14\n" +
+	"\x10KIND_UNAVAILABLE\x10\x04\" \n" +
 	"\x04Ping\x12\x18\n" +
 	"\apayload\x18\x01 \x01(\tR\apayload\"<\n" +
 	"\x04Pong\x12\x18\n" +
