@@ -64,12 +64,17 @@ func (g *customerGrain) onEvent(ctx Context, m *actorpb.CustomerEvent) (proto.Me
 		return nil, err
 	}
 	reply := &actorpb.CustomerEventReply{}
+	// An instance that fails to take the event does not keep it from the
+	// others or from enrolment; the error is returned at the end, so the
+	// router routes the event again and the instances that took it ignore it.
+	var failed []error
 	for _, id := range waiting {
 		r, err := g.rt.askInstance(ctx, &actorpb.InstanceTrigger{
 			TenantId: g.tenantID, InstanceId: id, Kind: actorpb.InstanceTrigger_KIND_EVENT, EventJson: eventJSON,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("resume instance %s with event %s: %w", id, e.ID, err)
+			failed = append(failed, fmt.Errorf("resume instance %s with event %s: %w", id, e.ID, err))
+			continue
 		}
 		if r.GetChanged() {
 			reply.Resumed++
@@ -91,9 +96,13 @@ func (g *customerGrain) onEvent(ctx Context, m *actorpb.CustomerEvent) (proto.Me
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("enrol customer %s into journey %s: %w", g.customerID, p.journeyID, err)
+			failed = append(failed, fmt.Errorf("enrol customer %s into journey %s: %w", g.customerID, p.journeyID, err))
+			continue
 		}
 		reply.Enrolled++
+	}
+	if len(failed) > 0 {
+		return nil, errors.Join(failed...)
 	}
 	return reply, nil
 }

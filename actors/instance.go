@@ -142,7 +142,10 @@ func (g *instanceGrain) step(ctx Context, t engine.Trigger, create bool) (proto.
 	if !eff.Changed && !create {
 		return g.reply(false), nil
 	}
-	c := g.commit(next, eff, create, now)
+	c, err := g.commit(next, eff, create, now)
+	if err != nil {
+		return nil, err
+	}
 	if err := g.rt.committer.Commit(ctx, c); err != nil {
 		g.loaded = false
 		switch {
@@ -160,8 +163,13 @@ func (g *instanceGrain) step(ctx Context, t engine.Trigger, create bool) (proto.
 	c.Instance.Snapshot = nil
 	g.row, g.state, g.loaded = c.Instance, next, true
 	g.rt.committed(c)
-	if engine.Terminal(next.Status) {
+	switch {
+	case engine.Terminal(next.Status):
 		ctx.Stop()
+	case next.Status == engine.StatusRunning:
+		// The step stopped at the engine's MaxSteps with tokens still
+		// ready: carry on in a new message, so other messages get a turn.
+		g.rt.continueLater(g.tenantID, g.instanceID)
 	}
 	return g.reply(true), nil
 }
@@ -171,8 +179,11 @@ func (g *instanceGrain) reply(changed bool) *actorpb.InstanceReply {
 }
 
 // commit turns one step into the store's unit of work.
-func (g *instanceGrain) commit(s engine.State, eff engine.Effects, create bool, now time.Time) store.Commit {
-	snapshot, _ := json.Marshal(s)
+func (g *instanceGrain) commit(s engine.State, eff engine.Effects, create bool, now time.Time) (store.Commit, error) {
+	snapshot, err := json.Marshal(s)
+	if err != nil {
+		return store.Commit{}, fmt.Errorf("encode snapshot of instance %s: %w", s.InstanceID, err)
+	}
 	positions := make([]string, 0, len(s.Tokens))
 	for _, tok := range s.Tokens {
 		positions = append(positions, tok.NodeID)
@@ -204,7 +215,7 @@ func (g *instanceGrain) commit(s engine.State, eff engine.Effects, create bool, 
 	if eff.Profile != nil {
 		c.Customer = customerPatch(*eff.Profile)
 	}
-	return c
+	return c, nil
 }
 
 // customerPatch turns an engine profile change into the store's patch.

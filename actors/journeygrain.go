@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -13,13 +14,17 @@ import (
 
 // journeyGrain is the authority on what a journey admits: its status and
 // the version new entries run. It keeps them in memory until told the
-// journey changed, so enrolments do not read the journey row each time.
+// journey changed, so enrolments do not read the journey row each time; a
+// lost refresh (a Tell is at most once) is bounded by infoTTL.
 type journeyGrain struct {
 	rt        *Runtime
 	tenantID  string
 	journeyID string
 	info      *actorpb.JourneyInfo
+	loadedAt  time.Time
 }
+
+const infoTTL = 5 * time.Second
 
 func (g *journeyGrain) Receive(ctx Context, msg proto.Message) (proto.Message, error) {
 	switch msg.(type) {
@@ -27,7 +32,7 @@ func (g *journeyGrain) Receive(ctx Context, msg proto.Message) (proto.Message, e
 		g.info = nil
 		return nil, nil
 	case *actorpb.JourneyInfoRequest:
-		if g.info == nil {
+		if g.info == nil || g.rt.now().Sub(g.loadedAt) > infoTTL {
 			j, err := g.rt.store.Journeys().GetJourney(ctx, g.tenantID, g.journeyID)
 			if errors.Is(err, store.ErrNotFound) {
 				return nil, &cluster.GrainError{Code: "journey_not_found", Message: g.journeyID}
@@ -36,6 +41,7 @@ func (g *journeyGrain) Receive(ctx Context, msg proto.Message) (proto.Message, e
 				return nil, err
 			}
 			g.info = &actorpb.JourneyInfo{Status: j.Status, ActiveVersion: int32(j.ActiveVersion)}
+			g.loadedAt = g.rt.now()
 		}
 		return g.info, nil
 	}

@@ -27,7 +27,7 @@ func newPlans(j store.Journeys, r *nodes.Registry) *plans {
 }
 
 func (p *plans) get(ctx context.Context, tenantID, journeyID string, version int) (*engine.Plan, error) {
-	key := journeyID + "@" + strconv.Itoa(version)
+	key := tenantID + "/" + journeyID + "@" + strconv.Itoa(version)
 	p.mu.RLock()
 	plan, ok := p.byKey[key]
 	p.mu.RUnlock()

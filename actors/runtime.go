@@ -235,6 +235,20 @@ func (r *Runtime) committed(c store.Commit) {
 	}
 }
 
+// continueLater asks an instance to go on with its ready tokens, from
+// outside the grain's current message.
+func (r *Runtime) continueLater(tenantID, instanceID string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := r.askInstance(ctx, &actorpb.InstanceTrigger{
+			TenantId: tenantID, InstanceId: instanceID, Kind: actorpb.InstanceTrigger_KIND_CONTINUE,
+		}); err != nil {
+			r.log.Warn("continue instance", "tenant_id", tenantID, "instance_id", instanceID, "error", err)
+		}
+	}()
+}
+
 func (r *Runtime) fireTimer(ctx context.Context, t store.Timer) error {
 	_, err := r.askInstance(ctx, &actorpb.InstanceTrigger{
 		TenantId: t.TenantID, InstanceId: t.InstanceID, Kind: actorpb.InstanceTrigger_KIND_TIMER, TokenId: t.TokenID,
@@ -267,10 +281,13 @@ func (rc recovery) Run(ctx context.Context) error {
 			return fmt.Errorf("list recoverable instances: %w", err)
 		}
 		for _, in := range batch {
+			// One instance that cannot continue now (crash backoff, a
+			// timeout) must not hold up the others; it stays running and
+			// is tried again at the next start.
 			if _, err := rc.r.askInstance(ctx, &actorpb.InstanceTrigger{
 				TenantId: in.TenantID, InstanceId: in.ID, Kind: actorpb.InstanceTrigger_KIND_CONTINUE,
-			}); err != nil {
-				return fmt.Errorf("recover instance %s: %w", in.ID, err)
+			}); err != nil && ctx.Err() == nil {
+				rc.r.log.Warn("recover instance", "tenant_id", in.TenantID, "instance_id", in.ID, "error", err)
 			}
 		}
 		if len(batch) < 500 {
@@ -361,9 +378,12 @@ func (r *Runtime) JourneyChanged(ctx context.Context, tenantID, journeyID string
 // clock, instead of waiting for the services' next poll.
 func (r *Runtime) Settle(ctx context.Context) error {
 	for {
-		timers, err := r.timers.FireDue(ctx)
+		timers, failed, err := r.timers.FireDue(ctx)
 		if err != nil {
 			return err
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d of %d due timers failed to fire", failed, timers)
 		}
 		events, err := r.store.Events().UnroutedEvents(ctx, 1000)
 		if err != nil {

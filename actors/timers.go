@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,11 +61,13 @@ func (s *TimerService) Run(ctx context.Context) error {
 	ticker := time.NewTicker(s.poll)
 	defer ticker.Stop()
 	for {
-		n, err := s.FireDue(ctx)
+		n, failed, err := s.FireDue(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("fire due timers", "error", err)
 		}
-		if n == s.batch {
+		// A full batch means more are due, unless timers failed: those stay
+		// due and would be read again at once, so wait for the next tick.
+		if n == s.batch && failed == 0 {
 			continue
 		}
 		select {
@@ -77,13 +80,14 @@ func (s *TimerService) Run(ctx context.Context) error {
 }
 
 // FireDue fires one batch of due timers, several at a time, and returns how
-// many were due.
-func (s *TimerService) FireDue(ctx context.Context) (int, error) {
+// many were due and how many of those failed to fire.
+func (s *TimerService) FireDue(ctx context.Context) (int, int, error) {
 	now := s.now()
 	due, err := s.timers.DueTimers(ctx, now, s.batch)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	var failed atomic.Int64
 	const parallel = 32
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
@@ -93,11 +97,14 @@ func (s *TimerService) FireDue(ctx context.Context) (int, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := s.fire(ctx, t); err != nil && ctx.Err() == nil {
-				s.log.Warn("fire timer", "tenant_id", t.TenantID, "instance_id", t.InstanceID, "token_id", t.TokenID, "error", err)
+			if err := s.fire(ctx, t); err != nil {
+				failed.Add(1)
+				if ctx.Err() == nil {
+					s.log.Warn("fire timer", "tenant_id", t.TenantID, "instance_id", t.InstanceID, "token_id", t.TokenID, "error", err)
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	return len(due), nil
+	return len(due), int(failed.Load()), nil
 }

@@ -143,7 +143,13 @@ func checkInvariants(t *rapid.T, p *Plan, s State, fx Effects) {
 			t.Fatalf("running without a ready token: %+v", s.Tokens)
 		}
 	case StatusPaused:
-		if fx.Timers != nil || fx.Waits != nil {
+		// Paused: no timers and no waits, except the journey's exit
+		// criteria, which still end a paused instance.
+		var exitOnly []string
+		if ec := p.graph.ExitCriteria; ec != nil {
+			exitOnly = []string{ec.EventType}
+		}
+		if fx.Changed && (fx.Timers != nil || !slices.Equal(fx.Waits, exitOnly)) {
 			t.Fatalf("paused with effects %+v", fx)
 		}
 	default:

@@ -443,7 +443,15 @@ func encode(v any) json.RawMessage {
 func (r *run) finish() {
 	r.s.UpdatedAt = r.env.Now
 	r.fx.Changed = true
-	if r.s.Status == StatusPaused || Terminal(r.s.Status) {
+	if Terminal(r.s.Status) {
+		return
+	}
+	if r.s.Status == StatusPaused {
+		// A paused instance sets no timers and resumes no waits, but its
+		// journey's exit criteria still end it, so it keeps listening.
+		if ec := r.plan.graph.ExitCriteria; ec != nil {
+			r.fx.Waits = []string{ec.EventType}
+		}
 		return
 	}
 	switch {

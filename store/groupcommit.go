@@ -71,7 +71,22 @@ func (g *GroupCommitter) write(ctx context.Context, batch []commitRequest) {
 	for i, r := range batch {
 		commits[i] = r.commit
 	}
+	// Every request of the batch gets an answer even if the store panics:
+	// its grain waits for one. The panic goes on to the supervisor.
+	answered := false
+	defer func() {
+		if answered {
+			return
+		}
+		if p := recover(); p != nil {
+			for _, r := range batch {
+				r.result <- fmt.Errorf("commit instance %s: store panicked: %v", r.commit.Instance.ID, p)
+			}
+			panic(p)
+		}
+	}()
 	errs := g.instances.Commit(ctx, commits)
+	answered = true
 	for i, r := range batch {
 		var err error
 		if i < len(errs) {
