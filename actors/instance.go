@@ -132,6 +132,11 @@ func (g *instanceGrain) start(ctx Context, m *actorpb.InstanceTrigger, t engine.
 // the in-memory state is dropped, so the next trigger reloads what the store
 // really holds.
 func (g *instanceGrain) step(ctx Context, t engine.Trigger, create bool) (proto.Message, error) {
+	// Frequency caps count a customer's sends across all journeys: the
+	// count, the step and its commit must not interleave with another
+	// instance of the same customer, or both could pass a cap at max-1.
+	unlock := g.rt.customerLocks.lock(g.tenantID, g.state.CustomerID)
+	defer unlock()
 	customer, err := g.rt.loadCustomer(ctx, g.tenantID, g.state.CustomerID)
 	if err != nil {
 		return nil, err

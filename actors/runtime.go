@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strings"
 	"sync"
@@ -73,6 +74,9 @@ type Runtime struct {
 	timerPoll  time.Duration
 	escalation *escalation
 	onCommit   func(store.Commit)
+	// customerLocks serialise the steps of one customer's instances on
+	// this node. Across nodes that takes the cluster's placement (a later issue).
+	customerLocks stripedLocks
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -405,4 +409,18 @@ func (r *Runtime) Settle(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// stripedLocks is a fixed set of mutexes picked by hashing a key: enough to
+// serialise work per customer without a mutex per customer.
+type stripedLocks [1024]sync.Mutex
+
+func (l *stripedLocks) lock(tenantID, customerID string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(tenantID))
+	h.Write([]byte{'/'})
+	h.Write([]byte(customerID))
+	m := &l[h.Sum32()%uint32(len(l))]
+	m.Lock()
+	return m.Unlock
 }
