@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -65,7 +66,53 @@ func (g *instanceGrain) Receive(ctx Context, msg proto.Message) (proto.Message, 
 	if err := g.load(ctx); err != nil {
 		return nil, err
 	}
+	if kind == engine.TriggerTimer {
+		earlier, err := g.eventBeforeTimeout(ctx, t.TokenID)
+		if err != nil {
+			return nil, err
+		}
+		if earlier != nil {
+			reply, err := g.step(ctx, engine.Trigger{Kind: engine.TriggerEvent, Event: earlier}, false)
+			if err != nil || reply.(*actorpb.InstanceReply).GetChanged() {
+				return reply, err
+			}
+		}
+	}
 	return g.step(ctx, t, false)
+}
+
+// eventBeforeTimeout finds, when a wait_for_event's timeout fires, an event
+// that arrived before the timeout but has not reached the instance yet: it
+// was committed and then delayed in routing (a restart, a retry). Whichever
+// came first wins, so that event is applied instead of the timeout.
+func (g *instanceGrain) eventBeforeTimeout(ctx Context, tokenID string) (*nodes.Event, error) {
+	var w *nodes.Wait
+	for _, tok := range g.state.Tokens {
+		if tok.ID == tokenID && tok.Wait != nil && tok.Wait.EventType != "" && !tok.Wait.Until.IsZero() {
+			w = tok.Wait
+		}
+	}
+	if w == nil {
+		return nil, nil
+	}
+	// Routing delays are short, so the customer's latest events hold any
+	// such event; newest first, so the last match is the earliest.
+	recent, err := g.rt.store.Events().ListCustomerEvents(ctx, g.tenantID, g.state.CustomerID, 200)
+	if err != nil {
+		return nil, fmt.Errorf("look for events before the timeout of instance %s: %w", g.instanceID, err)
+	}
+	var earliest *nodes.Event
+	for _, e := range recent {
+		if e.Type != w.EventType || e.ReceivedAt.Before(w.StartedAt) || e.ReceivedAt.After(w.Until) || slices.Contains(g.state.SeenEvents, e.ID) {
+			continue
+		}
+		ne, err := nodeEvent(e)
+		if err != nil || !w.Accepts(&ne) {
+			continue
+		}
+		earliest = &ne
+	}
+	return earliest, nil
 }
 
 // unmarshalOptional decodes data into a new *T, leaving it nil when data is empty.
