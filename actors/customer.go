@@ -196,7 +196,7 @@ func orAny(entryType string) string {
 
 // nodeEvent is a stored event as nodes see it.
 func nodeEvent(e store.Event) (nodes.Event, error) {
-	ne := nodes.Event{ID: e.ID, Type: e.Type, Timestamp: e.Timestamp, Properties: map[string]any{}}
+	ne := nodes.Event{ID: e.ID, Type: e.Type, Timestamp: e.Timestamp, ReceivedAt: e.ReceivedAt, Properties: map[string]any{}}
 	if len(e.Properties) > 0 {
 		if err := json.Unmarshal(e.Properties, &ne.Properties); err != nil {
 			return nodes.Event{}, fmt.Errorf("event %s properties: %w", e.ID, err)

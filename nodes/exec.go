@@ -69,6 +69,8 @@ type Event struct {
 	Type       string         `json:"type"`
 	Properties map[string]any `json:"properties"`
 	Timestamp  time.Time      `json:"timestamp"`
+	// ReceivedAt is when Kalcifer committed the event; zero when unknown.
+	ReceivedAt time.Time `json:"received_at,omitzero"`
 }
 
 // Outcome is what became of a token at a node.
@@ -258,9 +260,12 @@ func (p *ProfileChange) Merge(later ProfileChange) {
 }
 
 // Accepts reports whether an event resumes a token parked on this wait:
-// the type, every filter value and every correlation value must match.
+// the type, every filter value and every correlation value must match, and
+// the event must not have arrived before the wait began (routed late, it
+// would otherwise answer a question asked after it).
 func (w Wait) Accepts(e *Event) bool {
 	return w.EventType != "" && e != nil && e.Type == w.EventType &&
+		(e.ReceivedAt.IsZero() || !e.ReceivedAt.Before(w.StartedAt)) &&
 		MatchProperties(e.Properties, w.Filter) && MatchProperties(e.Properties, w.Match)
 }
 

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestMatchProperties(t *testing.T) {
@@ -45,5 +46,24 @@ func TestProfileChangeMergeAndApply(t *testing.T) {
 	}
 	if prof := c.Profile(); prof["email"] != "e@x" || !reflect.DeepEqual(prof["tags"], []any{"y"}) {
 		t.Fatalf("profile %v", prof)
+	}
+}
+
+func TestWaitRefusesEventsFromBeforeItBegan(t *testing.T) {
+	began := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	w := Wait{EventType: "paid", StartedAt: began}
+	for _, tc := range []struct {
+		received time.Time
+		want     bool
+	}{
+		{began.Add(-time.Second), false},
+		{began, true},
+		{began.Add(time.Minute), true},
+		{time.Time{}, true},
+	} {
+		e := &Event{ID: "e", Type: "paid", ReceivedAt: tc.received}
+		if got := w.Accepts(e); got != tc.want {
+			t.Errorf("event received %v for a wait begun %v: accepts %v, want %v", tc.received, began, got, tc.want)
+		}
 	}
 }
