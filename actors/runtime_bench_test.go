@@ -238,3 +238,19 @@ func rssKB() int {
 	}
 	return 0
 }
+
+// BenchmarkRuntimeWaitingRSS reports the process's RSS once n customers wait
+// in a wait_for_event and their grains have passivated: what waiting
+// customers cost at rest.
+func BenchmarkRuntimeWaitingRSS(b *testing.B) {
+	rig := newBenchRig(b)
+	journeyID := rig.publish(b, waitGraph)
+	for b.Loop() {
+		start := time.Now()
+		rig.enrolAll(b, journeyID, *benchN)
+		b.ReportMetric(float64(*benchN)/time.Since(start).Seconds(), "instances/s")
+		time.Sleep(3 * time.Second) // let the idle grains passivate
+		runtime.GC()
+		b.ReportMetric(float64(rssKB())/1024, "rss_waiting_MB")
+	}
+}
