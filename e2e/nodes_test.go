@@ -15,18 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kalcifer/kalcifer/engine"
 	"github.com/kalcifer/kalcifer/store"
-)
-
-// Engine step outcomes as the timeline spells them.
-const (
-	outCompleted = "completed"
-	outBranched  = "branched"
-	outWaiting   = "waiting"
-	outResumed   = "resumed"
-	outEnded     = "ended"
-	outExited    = "exited"
-	outFailed    = "failed"
 )
 
 type step struct {
@@ -321,7 +311,7 @@ func TestNodeEventEntry(t *testing.T) {
 		if got := ada.visited(); !slices.Equal(got, []string{"signup", "hello_signup"}) {
 			t.Fatalf("ada's path %s", ada.path())
 		}
-		if s := ada.one(t, "signup"); s.NodeType != "event_entry" || s.Outcome != outCompleted {
+		if s := ada.one(t, "signup"); s.NodeType != "event_entry" || s.Outcome != engine.OutcomeCompleted {
 			t.Fatalf("entry step %+v", s)
 		}
 		entry, _ := ada.State.Context["entry"].(map[string]any)
@@ -366,7 +356,7 @@ func TestNodeSegmentEntry(t *testing.T) {
 			t.Fatalf("trigger %+v", res)
 		}
 		v := e.expect(res.InstanceID, store.InstanceCompleted)
-		if len(v.Timeline) == 0 || v.Timeline[0].NodeID != "vips" || v.Timeline[0].NodeType != "segment_entry" || v.Timeline[0].Outcome != outCompleted {
+		if len(v.Timeline) == 0 || v.Timeline[0].NodeID != "vips" || v.Timeline[0].NodeType != "segment_entry" || v.Timeline[0].Outcome != engine.OutcomeCompleted {
 			t.Fatalf("timeline %s, want to start at the segment_entry", v.path())
 		}
 		if tr, _ := v.State.Context["trigger"].(map[string]any); tr["why"] != "backfill" {
@@ -466,7 +456,7 @@ func channelCase(t *testing.T, e *env, nodeType, channel string, config map[stri
 		t.Errorf("payload event %v, want %s", p.Event, ev.EventID)
 	}
 	s := v.one(t, "send")
-	if s.NodeType != nodeType || s.Outcome != outCompleted || s.out(t)["delivery_key"] != key {
+	if s.NodeType != nodeType || s.Outcome != engine.OutcomeCompleted || s.out(t)["delivery_key"] != key {
 		t.Fatalf("send step %+v", s)
 	}
 
@@ -544,7 +534,7 @@ func TestNodeWait(t *testing.T) {
 			t.Fatalf("nodes %v, want [pause]", v.Nodes)
 		}
 		s := v.one(t, "pause")
-		if s.Outcome != outWaiting || !sameTime(t, s.out(t)["until"], start.Add(2*time.Hour)) {
+		if s.Outcome != engine.OutcomeWaiting || !sameTime(t, s.out(t)["until"], start.Add(2*time.Hour)) {
 			t.Fatalf("wait step %+v", s)
 		}
 		e.settle()
@@ -557,7 +547,7 @@ func TestNodeWait(t *testing.T) {
 		e.advance(time.Second)
 		v = e.expect(in.InstanceID, store.InstanceCompleted)
 		ps := v.steps("pause")
-		if len(ps) != 2 || ps[1].Outcome != outResumed || !sameTime(t, ps[1].in(t)["timer"], start.Add(2*time.Hour)) {
+		if len(ps) != 2 || ps[1].Outcome != engine.OutcomeResumed || !sameTime(t, ps[1].in(t)["timer"], start.Add(2*time.Hour)) {
 			t.Fatalf("pause steps %+v; timeline %s", ps, v.path())
 		}
 		if len(v.Nodes) != 0 {
@@ -624,7 +614,7 @@ func TestNodeWaitUntil(t *testing.T) {
 				res := e.enrolOne(j, c, nil)
 				ids[c] = res.InstanceID
 				v := e.expect(res.InstanceID, store.InstanceWaiting)
-				if s := v.one(t, "morning"); s.Outcome != outWaiting || !sameTime(t, s.out(t)["until"], at) {
+				if s := v.one(t, "morning"); s.Outcome != engine.OutcomeWaiting || !sameTime(t, s.out(t)["until"], at) {
 					t.Fatalf("%s waits with %+v, want until %s", c, s, at.UTC())
 				}
 			}
@@ -635,7 +625,7 @@ func TestNodeWaitUntil(t *testing.T) {
 				e.expect(ids[c], store.InstanceWaiting)
 				e.advance(time.Second)
 				v := e.expect(ids[c], store.InstanceCompleted)
-				if ws := v.steps("morning"); len(ws) != 2 || ws[1].Outcome != outResumed {
+				if ws := v.steps("morning"); len(ws) != 2 || ws[1].Outcome != engine.OutcomeResumed {
 					t.Fatalf("%s's timeline %s", c, v.path())
 				}
 				e.sent(ids[c], "good_morning")
@@ -700,7 +690,7 @@ func TestNodeWaitForEvent(t *testing.T) {
 		e.settle()
 		ada, bob := e.instanceFor(j, "ada").ID, e.instanceFor(j, "bob").ID
 		v := e.expect(ada, store.InstanceWaiting)
-		if s := v.one(t, "shipped"); s.Outcome != outWaiting || s.out(t)["event_type"] != "order_shipped" ||
+		if s := v.one(t, "shipped"); s.Outcome != engine.OutcomeWaiting || s.out(t)["event_type"] != "order_shipped" ||
 			!sameTime(t, s.out(t)["until"], start.Add(2*day)) {
 			t.Fatalf("wait step %+v", s)
 		}
@@ -722,7 +712,7 @@ func TestNodeWaitForEvent(t *testing.T) {
 		e.settle()
 		v = e.expect(ada, store.InstanceCompleted)
 		ws := v.steps("shipped")
-		if len(ws) != 2 || ws[1].Outcome != outBranched && ws[1].Outcome != outResumed || ws[1].Branch != "event_received" ||
+		if len(ws) != 2 || ws[1].Outcome != engine.OutcomeBranched && ws[1].Outcome != engine.OutcomeResumed || ws[1].Branch != "event_received" ||
 			ws[1].in(t)["event_id"] != match.EventID {
 			t.Fatalf("ada's wait steps %+v, want resumed by %s; timeline %s", ws, match.EventID, v.path())
 		}
@@ -767,7 +757,7 @@ func TestNodeCondition(t *testing.T) {
 			in := e.instanceFor(j, c)
 			v := e.expect(in.ID, store.InstanceCompleted)
 			s := v.one(t, "vip")
-			if s.NodeType != "condition" || s.Outcome != outBranched || s.Branch != fmt.Sprint(isVIP) || s.out(t)["result"] != isVIP {
+			if s.NodeType != "condition" || s.Outcome != engine.OutcomeBranched || s.Branch != fmt.Sprint(isVIP) || s.out(t)["result"] != isVIP {
 				t.Fatalf("%s: condition step %+v, want branch %v", c, s, isVIP)
 			}
 			if isVIP {
@@ -802,7 +792,7 @@ func TestNodeCondition(t *testing.T) {
 			edge("entry", "bad", ""), edge("bad", "x", "true"), edge("bad", "y", "false")))
 		res := e.enrolOne(g2, "prem", nil)
 		v := e.expect(res.InstanceID, store.InstanceFailed)
-		if s := v.one(t, "bad"); s.Outcome != outFailed || s.Error == "" || !strings.Contains(v.Error, "bad") {
+		if s := v.one(t, "bad"); s.Outcome != engine.OutcomeFailed || s.Error == "" || !strings.Contains(v.Error, "bad") {
 			t.Fatalf("failed condition: step %+v, instance error %q", s, v.Error)
 		}
 		if d := e.deliveries(res.InstanceID); len(d) != 0 {
@@ -840,7 +830,7 @@ func TestNodeABSplit(t *testing.T) {
 				}
 				v := e.view(r.InstanceID)
 				s := v.one(t, "split")
-				if s.Outcome != outBranched || (s.Branch != "a" && s.Branch != "b") || s.out(t)["variant"] != s.Branch {
+				if s.Outcome != engine.OutcomeBranched || (s.Branch != "a" && s.Branch != "b") || s.out(t)["variant"] != s.Branch {
 					t.Fatalf("%s: split step %+v", r.CustomerID, s)
 				}
 				if visited := v.visited(); !slices.Equal(visited, []string{"entry", "split", "email_" + s.Branch}) {
@@ -893,12 +883,12 @@ func TestNodeABSplit(t *testing.T) {
 		for _, r := range e.enrolWith(hj, targets[:100]...) {
 			v := e.expect(r.InstanceID, store.InstanceCompleted)
 			s := v.one(t, "split")
-			if s.Outcome == outEnded {
+			if s.Outcome == engine.OutcomeEnded {
 				if s.out(t)["holdout"] != true || len(v.Timeline) != 2 {
 					t.Fatalf("%s held out: %+v; timeline %s", r.CustomerID, s, v.path())
 				}
 				held++
-			} else if s.Outcome != outBranched {
+			} else if s.Outcome != engine.OutcomeBranched {
 				t.Fatalf("%s: split step %+v", r.CustomerID, s)
 			}
 		}
@@ -938,7 +928,7 @@ func TestNodeFrequencyCap(t *testing.T) {
 			v := e.expect(res.InstanceID, store.InstanceCompleted)
 			s := v.one(t, "cap")
 			out := s.out(t)
-			if s.Outcome != outBranched || s.Branch != want || out["sent"] != sent || out["max"] != 2.0 || out["channel"] != "email" {
+			if s.Outcome != engine.OutcomeBranched || s.Branch != want || out["sent"] != sent || out["max"] != 2.0 || out["channel"] != "email" {
 				t.Fatalf("%s: cap step %+v, want %s after %v emails", customer, s, want, sent)
 			}
 			if want == "allowed" {
@@ -987,7 +977,7 @@ func TestNodeUpdateProfile(t *testing.T) {
 		j := e.publish(g)
 		res := e.enrolOne(j, "ada", nil)
 		v := e.expect(res.InstanceID, store.InstanceCompleted)
-		if s := v.one(t, "upgrade"); s.NodeType != "update_profile" || s.Outcome != outCompleted {
+		if s := v.one(t, "upgrade"); s.NodeType != "update_profile" || s.Outcome != engine.OutcomeCompleted {
 			t.Fatalf("update step %+v", s)
 		}
 		if s := v.one(t, "check"); s.Branch != "true" {
@@ -1023,7 +1013,7 @@ func TestNodeAddTag(t *testing.T) {
 		for range 2 { // adding a tag the customer has changes nothing
 			res := e.enrolOne(j, "ada", nil)
 			v := e.expect(res.InstanceID, store.InstanceCompleted)
-			if s := v.one(t, "tag"); s.NodeType != "add_tag" || s.Outcome != outCompleted {
+			if s := v.one(t, "tag"); s.NodeType != "add_tag" || s.Outcome != engine.OutcomeCompleted {
 				t.Fatalf("tag step %+v", s)
 			}
 			if s := v.one(t, "has"); s.Branch != "true" {
@@ -1065,7 +1055,7 @@ func TestNodeRemoveTag(t *testing.T) {
 		for _, c := range []string{"ada", "bob"} {
 			res := e.enrolOne(j, c, nil)
 			v := e.expect(res.InstanceID, store.InstanceCompleted)
-			if s := v.one(t, "untag"); s.NodeType != "remove_tag" || s.Outcome != outCompleted {
+			if s := v.one(t, "untag"); s.NodeType != "remove_tag" || s.Outcome != engine.OutcomeCompleted {
 				t.Fatalf("%s: remove step %+v", c, s)
 			}
 			if s := v.one(t, "still"); s.Branch != "false" {
@@ -1105,7 +1095,7 @@ return {branch: high ? "high" : "low", context: {score: amount * 2, tier: high ?
 			v := e.expect(res.InstanceID, store.InstanceCompleted)
 			s := v.one(t, "score")
 			out := s.out(t)
-			if s.NodeType != "custom_code" || s.Outcome != outBranched || s.Branch != c.branch || out["branch"] != c.branch || out["value"] != "scored" {
+			if s.NodeType != "custom_code" || s.Outcome != engine.OutcomeBranched || s.Branch != c.branch || out["branch"] != c.branch || out["value"] != "scored" {
 				t.Fatalf("%s: script step %+v", c.customer, s)
 			}
 			if v.State.Context["score"] != 2*c.amount || v.State.Context["tier"] != c.tier {
@@ -1129,7 +1119,7 @@ return {branch: high ? "high" : "low", context: {score: amount * 2, tier: high ?
 			t.Fatalf("trigger %+v", res)
 		}
 		v := e.expect(res[0].InstanceID, store.InstanceFailed)
-		if s := v.one(t, "score"); s.Outcome != outFailed || !strings.Contains(s.Error, "timeout") || !strings.Contains(v.Error, "score") {
+		if s := v.one(t, "score"); s.Outcome != engine.OutcomeFailed || !strings.Contains(s.Error, "timeout") || !strings.Contains(v.Error, "score") {
 			t.Fatalf("runaway script: step %+v, instance error %q", s, v.Error)
 		}
 		if len(v.Nodes) != 0 {
@@ -1143,7 +1133,7 @@ return {branch: high ? "high" : "low", context: {score: amount * 2, tier: high ?
 		hog := e.publish(chain(triggerEntry(), node("hog", "custom_code", map[string]any{
 			"code": `let a = []; while (true) { a.push("x".repeat(100000)); }`, "memory_mb": 4}), email("never")))
 		v = e.expect(e.enrolOne(hog, "hungry", nil).InstanceID, store.InstanceFailed)
-		if s := v.one(t, "hog"); s.Outcome != outFailed || !strings.Contains(s.Error, "memory") {
+		if s := v.one(t, "hog"); s.Outcome != engine.OutcomeFailed || !strings.Contains(s.Error, "memory") {
 			t.Fatalf("memory hog: step %+v", s)
 		}
 		// The engine is still there for the next customer.
@@ -1162,7 +1152,7 @@ func TestNodeGoalReached(t *testing.T) {
 			j := e.publish(chain(triggerEntry(), node("goal", "goal_reached", map[string]any{"goal_name": "activated"}), email("after_goal")))
 			res := e.enrolOne(j, "ada", nil)
 			v := e.expect(res.InstanceID, store.InstanceCompleted)
-			if s := v.one(t, "goal"); s.NodeType != "goal_reached" || s.Outcome != outCompleted || s.out(t)["goal"] != "activated" {
+			if s := v.one(t, "goal"); s.NodeType != "goal_reached" || s.Outcome != engine.OutcomeCompleted || s.out(t)["goal"] != "activated" {
 				t.Fatalf("goal step %+v", s)
 			}
 			if !slices.Equal(v.State.Goals, []string{"activated"}) {
@@ -1194,7 +1184,7 @@ func TestNodeGoalReached(t *testing.T) {
 			e.event("ada", "purchased", nil)
 			e.settle()
 			v = e.expect(ada.InstanceID, store.InstanceCompleted)
-			if s := v.one(t, "goal"); s.Outcome != outExited || s.out(t)["goal"] != "converted" {
+			if s := v.one(t, "goal"); s.Outcome != engine.OutcomeExited || s.out(t)["goal"] != "converted" {
 				t.Fatalf("goal step %+v", s)
 			}
 			if !slices.Equal(v.State.Goals, []string{"converted"}) || len(v.Nodes) != 0 {
@@ -1233,7 +1223,7 @@ func TestNodeJourneyExit(t *testing.T) {
 			t.Fatalf("nodes %v, want [hour]", v.Nodes)
 		}
 		s := v.one(t, "stop")
-		if s.NodeType != "journey_exit" || s.Outcome != outEnded || s.out(t)["reason"] != "only one path goes on" {
+		if s.NodeType != "journey_exit" || s.Outcome != engine.OutcomeEnded || s.out(t)["reason"] != "only one path goes on" {
 			t.Fatalf("exit step %+v", s)
 		}
 		if hs := v.steps("hour"); len(hs) != 1 || hs[0].TokenID == s.TokenID {
@@ -1263,7 +1253,7 @@ func TestNodeJourneyExit(t *testing.T) {
 		if v.Status != store.InstanceCompleted || len(v.Nodes) != 0 {
 			t.Fatalf("free's instance is %s at %v after journey_exit ended its only path", v.Status, v.Nodes)
 		}
-		if got := v.visited(); !slices.Equal(got, []string{"entry", "eligible", "out"}) || v.one(t, "out").Outcome != outEnded {
+		if got := v.visited(); !slices.Equal(got, []string{"entry", "eligible", "out"}) || v.one(t, "out").Outcome != engine.OutcomeEnded {
 			t.Fatalf("free's path %s", v.path())
 		}
 	})
