@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"hash/fnv"
 	"log/slog"
@@ -78,7 +79,8 @@ func (r *Router) Run(ctx context.Context) error {
 		defer close(marked)
 		r.markRouted(ctx, routed)
 	}()
-	r.Sweep(ctx, 0)
+	// Failures are logged by Sweep; the events stay unrouted for the next one.
+	_, _ = r.Sweep(ctx, 0)
 	ticker := time.NewTicker(r.sweep)
 	defer ticker.Stop()
 	for {
@@ -89,7 +91,7 @@ func (r *Router) Run(ctx context.Context) error {
 			<-marked
 			return nil
 		case <-ticker.C:
-			r.Sweep(ctx, r.grace)
+			_, _ = r.Sweep(ctx, r.grace)
 		}
 	}
 }
@@ -98,16 +100,19 @@ func (r *Router) Run(ctx context.Context) error {
 // a time: each page is routed (customers in parallel, each customer's
 // events in order) and marked before the next is read. It stops at a page
 // with nothing old enough, or whose routing all failed (those events stay
-// for the next sweep).
-func (r *Router) Sweep(ctx context.Context, minAge time.Duration) {
+// for the next sweep). It returns how many events it routed and the first
+// failure, which it has also logged.
+func (r *Router) Sweep(ctx context.Context, minAge time.Duration) (int, error) {
 	const page = 1000
+	total := 0
+	var firstErr error
 	for ctx.Err() == nil {
 		events, err := r.events.UnroutedEvents(ctx, page)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn("sweep unrouted events", "error", err)
 			}
-			return
+			return total, cmp.Or(firstErr, err)
 		}
 		cutoff := r.now().Add(-minAge)
 		groups := map[chan store.Event][]store.Event{}
@@ -126,13 +131,18 @@ func (r *Router) Sweep(ctx context.Context, minAge time.Duration) {
 			go func() {
 				defer wg.Done()
 				for _, e := range group {
-					if err := r.route(ctx, e); err != nil {
-						r.log.Warn("route event", "tenant_id", e.TenantID, "event_id", e.ID, "error", err)
-						continue
-					}
+					err := r.route(ctx, e)
 					mu.Lock()
-					routed[e.TenantID] = append(routed[e.TenantID], e.ID)
+					if err != nil {
+						firstErr = cmp.Or(firstErr, err)
+					} else {
+						routed[e.TenantID] = append(routed[e.TenantID], e.ID)
+						total++
+					}
 					mu.Unlock()
+					if err != nil {
+						r.log.Warn("route event", "tenant_id", e.TenantID, "event_id", e.ID, "error", err)
+					}
 				}
 			}()
 		}
@@ -140,13 +150,14 @@ func (r *Router) Sweep(ctx context.Context, minAge time.Duration) {
 		for tenant, ids := range routed {
 			if err := r.events.MarkRouted(ctx, tenant, ids, r.now()); err != nil {
 				r.log.Warn("mark events routed", "tenant_id", tenant, "events", len(ids), "error", err)
-				return
+				return total, cmp.Or(firstErr, err)
 			}
 		}
 		if len(routed) == 0 || len(events) < page {
-			return
+			break
 		}
 	}
+	return total, firstErr
 }
 
 // runShard routes a shard's events in order and passes the routed ones on

@@ -389,23 +389,15 @@ func (r *Runtime) Settle(ctx context.Context) error {
 		if failed > 0 {
 			return fmt.Errorf("%d of %d due timers failed to fire", failed, timers)
 		}
-		events, err := r.store.Events().UnroutedEvents(ctx, 1000)
+		events, err := r.router.Sweep(ctx, 0)
 		if err != nil {
 			return err
-		}
-		for _, e := range events {
-			if err := r.routeEvent(ctx, e); err != nil {
-				return err
-			}
-			if err := r.store.Events().MarkRouted(ctx, e.TenantID, []string{e.ID}, r.now()); err != nil {
-				return err
-			}
 		}
 		sent, err := r.dispatcher.DispatchOnce(ctx)
 		if err != nil {
 			return err
 		}
-		if timers+len(events)+sent == 0 {
+		if timers+events+sent == 0 {
 			return nil
 		}
 	}
