@@ -153,18 +153,11 @@ func (g *instanceGrain) load(ctx Context) error {
 
 // start creates the instance. A start that reaches an instance that exists
 // already (the enrolment was retried after a timeout) answers with where the
-// instance is instead of starting it again.
+// instance is instead of starting it again; that is looked up only when the
+// create fails, so a normal start does not read first.
 func (g *instanceGrain) start(ctx Context, m *actorpb.InstanceTrigger, t engine.Trigger) (proto.Message, error) {
 	if g.loaded {
 		return g.reply(false), nil
-	}
-	if _, err := g.rt.store.Instances().GetInstance(ctx, g.tenantID, g.instanceID); err == nil {
-		if err := g.load(ctx); err != nil {
-			return nil, err
-		}
-		return g.reply(false), nil
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return nil, err
 	}
 	plan, err := g.rt.plans.get(ctx, g.tenantID, m.GetJourneyId(), int(m.GetVersion()))
 	if err != nil {
@@ -172,7 +165,17 @@ func (g *instanceGrain) start(ctx Context, m *actorpb.InstanceTrigger, t engine.
 	}
 	g.plan = plan
 	g.state = engine.NewState(g.instanceID, g.tenantID, m.GetJourneyId(), int(m.GetVersion()), m.GetCustomerId(), m.GetEntryKey(), g.rt.now())
-	return g.step(ctx, t, true)
+	reply, err := g.step(ctx, t, true)
+	if err == nil {
+		return reply, nil
+	}
+	if _, getErr := g.rt.store.Instances().GetInstance(ctx, g.tenantID, g.instanceID); getErr != nil {
+		return nil, err
+	}
+	if err := g.load(ctx); err != nil {
+		return nil, err
+	}
+	return g.reply(false), nil
 }
 
 // step runs the engine and commits what it decided. On any commit failure
