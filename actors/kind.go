@@ -58,7 +58,7 @@ type KindOptions struct {
 // (so a re-activation after a crash or passivation starts from fresh state).
 func Kind(name string, newGrain func(identity string) Grain, opts KindOptions) *pcluster.Kind {
 	if opts.Supervisor == nil {
-		opts.Supervisor = supervisor.NewGrainSupervisor(supervisor.GrainOptions{Logger: opts.Logger})
+		opts.Supervisor = supervisor.NewGrainSupervisor(supervisor.GrainOptions{Policy: supervisor.Policy{Logger: opts.Logger}})
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -166,7 +166,7 @@ func TestConcurrentAsksToManyIdentities(t *testing.T) {
 }
 
 func TestPanicAnswersPromptlyAndReactivatesFresh(t *testing.T) {
-	h := start(t, actors.KindOptions{}, supervisor.GrainOptions{BackoffBase: time.Second})
+	h := start(t, actors.KindOptions{}, supervisor.GrainOptions{Policy: supervisor.Policy{BackoffBase: time.Second}})
 	h.count(t, "bob")
 	h.count(t, "bob")
 
@@ -199,9 +199,9 @@ func TestPanicAnswersPromptlyAndReactivatesFresh(t *testing.T) {
 }
 
 func TestRestartIntensityGivesUpOnceThenBacksOff(t *testing.T) {
-	h := start(t, actors.KindOptions{}, supervisor.GrainOptions{
+	h := start(t, actors.KindOptions{}, supervisor.GrainOptions{Policy: supervisor.Policy{
 		MaxRestarts: 2, Window: time.Minute, BackoffBase: 10 * time.Millisecond, BackoffMax: 10 * time.Second,
-	})
+	}})
 	crash := func() {
 		t.Helper()
 		_, err := h.ask("carol", &actorpb.ToyRequest{Op: actorpb.ToyRequest_OP_PANIC}, 2*time.Second)
@@ -247,7 +247,7 @@ func TestRestartIntensityGivesUpOnceThenBacksOff(t *testing.T) {
 }
 
 func TestRetryOptionWaitsOutTheBackoff(t *testing.T) {
-	h := start(t, actors.KindOptions{}, supervisor.GrainOptions{BackoffBase: 50 * time.Millisecond})
+	h := start(t, actors.KindOptions{}, supervisor.GrainOptions{Policy: supervisor.Policy{BackoffBase: 50 * time.Millisecond}})
 	if _, err := h.ask("dan", &actorpb.ToyRequest{Op: actorpb.ToyRequest_OP_PANIC}, 2*time.Second); !errors.Is(err, cluster.ErrCrashed) {
 		t.Fatalf("err = %v", err)
 	}

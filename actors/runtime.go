@@ -120,7 +120,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	// Instances get their own supervisor: its give-up marks the instance failed.
 	grainOpts := KindOptions{IdleTimeout: opts.IdleTimeout, Logger: opts.Logger}
 	instanceOpts := grainOpts
-	instanceOpts.Supervisor = supervisor.NewGrainSupervisor(supervisor.GrainOptions{Logger: opts.Logger, OnGiveUp: r.giveUp})
+	instanceOpts.Supervisor = supervisor.NewGrainSupervisor(supervisor.GrainOptions{Policy: supervisor.Policy{Logger: opts.Logger}, OnGiveUp: r.giveUp})
 	node, err := cluster.Start(ctx, cluster.Config{
 		Host: opts.Host, Port: opts.Port, Logger: opts.Logger,
 		Kinds: []*pcluster.Kind{
@@ -134,7 +134,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	r.node = node
 
-	tree := supervisor.NewTree(supervisor.TreeOptions{Name: "runtime", Strategy: supervisor.OneForOne, Logger: opts.Logger},
+	tree := supervisor.NewTree(supervisor.TreeOptions{Name: "runtime", Strategy: supervisor.OneForOne, Policy: supervisor.Policy{Logger: opts.Logger}},
 		r.committer, r.timers, r.router, r.dispatcher, recovery{r})
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel

@@ -14,22 +14,11 @@ import (
 	"github.com/kalcifer/kalcifer/actors/actorpb"
 )
 
-// GrainOptions configure a GrainSupervisor. Zero values take the defaults noted per field.
+// GrainOptions configure a GrainSupervisor. Its Policy counts crashes per
+// identity; BackoffMax (default 30 s) is also how long an identity stays down
+// after giving up.
 type GrainOptions struct {
-	// MaxRestarts is how many crashes of one identity within Window are tolerated; the next one gives up.
-	// Default 3.
-	MaxRestarts int
-	// Window is the period crashes are counted over. Default 1 minute.
-	Window time.Duration
-	// BackoffBase is how long an identity stays down after its first crash in the window; each further
-	// crash doubles it. Default 100 ms.
-	BackoffBase time.Duration
-	// BackoffMax caps the backoff and is how long an identity stays down after giving up. Default 30 s.
-	BackoffMax time.Duration
-	// Clock defaults to the wall clock.
-	Clock Clock
-	// Logger defaults to slog.Default().
-	Logger *slog.Logger
+	Policy
 	// OnCrash is told about every crash, after it is counted.
 	OnCrash func(Crash)
 	// OnGiveUp is called once each time an identity exceeds the intensity: it is where the instance gets
@@ -73,24 +62,7 @@ const initialSweep = 1024
 
 // NewGrainSupervisor returns a supervisor; attach it to kinds with Middleware.
 func NewGrainSupervisor(opts GrainOptions) *GrainSupervisor {
-	if opts.MaxRestarts <= 0 {
-		opts.MaxRestarts = 3
-	}
-	if opts.Window <= 0 {
-		opts.Window = time.Minute
-	}
-	if opts.BackoffBase <= 0 {
-		opts.BackoffBase = 100 * time.Millisecond
-	}
-	if opts.BackoffMax <= 0 {
-		opts.BackoffMax = 30 * time.Second
-	}
-	if opts.Clock == nil {
-		opts.Clock = SystemClock()
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.Policy = opts.Policy.withDefaults(30 * time.Second)
 	return &GrainSupervisor{opts: opts, records: map[string]*crashRecord{}, sweepAt: initialSweep}
 }
 

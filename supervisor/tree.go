@@ -38,22 +38,13 @@ func (s Strategy) String() string {
 // ErrGaveUp is returned by Tree.Run when children crashed more often than the restart intensity allows.
 var ErrGaveUp = errors.New("supervision tree gave up")
 
-// TreeOptions configure a Tree. Zero values take the defaults noted per field.
+// TreeOptions configure a Tree. Its Policy counts crashes across all
+// children (BackoffMax defaults to 10 s). Zero values take the defaults.
 type TreeOptions struct {
 	// Name identifies the tree in logs and, when nested, as a Service. Default "tree".
 	Name     string
 	Strategy Strategy
-	// MaxRestarts is how many crashes, across all children, are tolerated within Window. Default 3.
-	MaxRestarts int
-	// Window defaults to 1 minute.
-	Window time.Duration
-	// BackoffBase is the wait before the first restart in the window, doubling per further crash.
-	// Default 100 ms.
-	BackoffBase time.Duration
-	// BackoffMax caps the wait. Default 10 s.
-	BackoffMax time.Duration
-	Clock      Clock
-	Logger     *slog.Logger
+	Policy
 }
 
 // Tree supervises services. It is itself a Service, so trees nest: a child tree that gives up is a crash
@@ -70,24 +61,7 @@ func NewTree(opts TreeOptions, children ...Service) *Tree {
 	if opts.Name == "" {
 		opts.Name = "tree"
 	}
-	if opts.MaxRestarts <= 0 {
-		opts.MaxRestarts = 3
-	}
-	if opts.Window <= 0 {
-		opts.Window = time.Minute
-	}
-	if opts.BackoffBase <= 0 {
-		opts.BackoffBase = 100 * time.Millisecond
-	}
-	if opts.BackoffMax <= 0 {
-		opts.BackoffMax = 10 * time.Second
-	}
-	if opts.Clock == nil {
-		opts.Clock = SystemClock()
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.Policy = opts.Policy.withDefaults(10 * time.Second)
 	return &Tree{opts: opts, services: children}
 }
 

@@ -80,8 +80,8 @@ func starts(ss ...*scripted) []int32 {
 func TestOneForOneRestartsOnlyTheCrashedChild(t *testing.T) {
 	clock := supervisor.NewManualClock(time.Unix(0, 0))
 	a, b, c := newScripted("a"), newScripted("b"), newScripted("c")
-	startTree(t, supervisor.TreeOptions{Strategy: supervisor.OneForOne, Clock: clock, Logger: quiet(),
-		BackoffBase: time.Second}, a, b, c)
+	startTree(t, supervisor.TreeOptions{Strategy: supervisor.OneForOne, Policy: supervisor.Policy{Clock: clock, Logger: quiet(),
+		BackoffBase: time.Second}}, a, b, c)
 	eventually(t, "all started", func() bool { return a.starts.Load() == 1 && b.starts.Load() == 1 && c.starts.Load() == 1 })
 
 	b.fail <- errors.New("boom")
@@ -99,7 +99,7 @@ func TestOneForOneRestartsOnlyTheCrashedChild(t *testing.T) {
 func TestRestForOneRestartsTheChildAndThoseAfterIt(t *testing.T) {
 	clock := supervisor.NewManualClock(time.Unix(0, 0))
 	a, b, c := newScripted("a"), newScripted("b"), newScripted("c")
-	startTree(t, supervisor.TreeOptions{Strategy: supervisor.RestForOne, Clock: clock, Logger: quiet()}, a, b, c)
+	startTree(t, supervisor.TreeOptions{Strategy: supervisor.RestForOne, Policy: supervisor.Policy{Clock: clock, Logger: quiet()}}, a, b, c)
 	eventually(t, "all started", func() bool { return c.starts.Load() == 1 })
 
 	b.panics <- struct{}{}
@@ -114,8 +114,8 @@ func TestRestForOneRestartsTheChildAndThoseAfterIt(t *testing.T) {
 func TestBackoffDoublesAndIntensityGivesUp(t *testing.T) {
 	clock := supervisor.NewManualClock(time.Unix(0, 0))
 	a, b := newScripted("a"), newScripted("b")
-	_, done, result := startTree(t, supervisor.TreeOptions{Clock: clock, Logger: quiet(), MaxRestarts: 2,
-		Window: time.Minute, BackoffBase: time.Second}, a, b)
+	_, done, result := startTree(t, supervisor.TreeOptions{Policy: supervisor.Policy{Clock: clock, Logger: quiet(), MaxRestarts: 2,
+		Window: time.Minute, BackoffBase: time.Second}}, a, b)
 	eventually(t, "started", func() bool { return b.starts.Load() == 1 })
 
 	b.fail <- errors.New("first")
@@ -146,8 +146,8 @@ func TestBackoffDoublesAndIntensityGivesUp(t *testing.T) {
 func TestCrashesOutsideTheWindowDoNotCount(t *testing.T) {
 	clock := supervisor.NewManualClock(time.Unix(0, 0))
 	a := newScripted("a")
-	_, done, result := startTree(t, supervisor.TreeOptions{Clock: clock, Logger: quiet(), MaxRestarts: 1,
-		Window: time.Minute, BackoffBase: time.Millisecond}, a)
+	_, done, result := startTree(t, supervisor.TreeOptions{Policy: supervisor.Policy{Clock: clock, Logger: quiet(), MaxRestarts: 1,
+		Window: time.Minute, BackoffBase: time.Millisecond}}, a)
 	for i := int32(1); i <= 3; i++ {
 		eventually(t, "started", func() bool { return a.starts.Load() == i })
 		a.fail <- errors.New("crash")
@@ -174,8 +174,8 @@ func (c *cleanExit) Run(context.Context) error {
 func TestCancelStopsChildrenAndNilIsACleanStop(t *testing.T) {
 	clock := supervisor.NewManualClock(time.Unix(0, 0))
 	a, clean := newScripted("a"), &cleanExit{}
-	inner := supervisor.NewTree(supervisor.TreeOptions{Name: "inner", Clock: clock, Logger: quiet()}, clean)
-	cancel, done, result := startTree(t, supervisor.TreeOptions{Clock: clock, Logger: quiet()}, a, inner)
+	inner := supervisor.NewTree(supervisor.TreeOptions{Name: "inner", Policy: supervisor.Policy{Clock: clock, Logger: quiet()}}, clean)
+	cancel, done, result := startTree(t, supervisor.TreeOptions{Policy: supervisor.Policy{Clock: clock, Logger: quiet()}}, a, inner)
 	eventually(t, "started", func() bool { return a.starts.Load() == 1 && clean.runs.Load() == 1 })
 	cancel()
 	select {
