@@ -14,9 +14,10 @@ import (
 // Router delivers committed events to their customers' grains. Events of one
 // customer go through one shard, in order; shards run in parallel. An event
 // is marked routed only after its customer grain handled it, so an event that
-// was committed but not routed when the process stopped is found by the
-// sweep and routed after the restart. Routing twice is harmless: enrolment is
-// keyed by the event id and instances ignore an event they have seen.
+// was committed but not routed when its process stopped or died is found by
+// a sweep, of this node or another, and routed then. Routing twice is
+// harmless: enrolment is keyed by the event id and instances ignore an event
+// they have seen.
 type Router struct {
 	events store.Events
 	route  func(ctx context.Context, e store.Event) error
@@ -26,13 +27,21 @@ type Router struct {
 	// so the sweep does not race the shards for fresh events.
 	grace time.Duration
 	sweep time.Duration
+	// lease is how long the events a sweep claims are its own: the sweeps
+	// of other nodes pass over them until it lapses.
+	lease time.Duration
 	log   *slog.Logger
+	// mu makes sweeps one at a time, so that a sweep that claims nothing
+	// (Settle's, after the loop's) returns only once the sweeps before it
+	// have routed what they claimed.
+	mu sync.Mutex
 }
 
-// NewRouter returns a router with the given number of shards.
+// NewRouter returns a router with the given number of shards. Its sweeps
+// lease the events they claim for 30 s.
 func NewRouter(events store.Events, route func(context.Context, store.Event) error, now func() time.Time,
 	shards int, sweep time.Duration, log *slog.Logger) *Router {
-	r := &Router{events: events, route: route, now: now, grace: 10 * time.Second, sweep: sweep, log: log}
+	r := &Router{events: events, route: route, now: now, grace: 10 * time.Second, sweep: sweep, lease: 30 * time.Second, log: log}
 	for range max(shards, 1) {
 		r.shards = append(r.shards, make(chan store.Event, 1024))
 	}
@@ -79,7 +88,8 @@ func (r *Router) Run(ctx context.Context) error {
 		defer close(marked)
 		r.markRouted(ctx, routed)
 	}()
-	// Failures are logged by Sweep; the events stay unrouted for the next one.
+	// Failures are logged by Sweep; the events stay unrouted, for a sweep
+	// once their lease lapses.
 	_, _ = r.Sweep(ctx, 0)
 	ticker := time.NewTicker(r.sweep)
 	defer ticker.Stop()
@@ -97,29 +107,31 @@ func (r *Router) Run(ctx context.Context) error {
 }
 
 // Sweep routes the unrouted events received at least minAge ago, a page at
-// a time: each page is routed (customers in parallel, each customer's
-// events in order) and marked before the next is read. It stops at a page
-// with nothing old enough, or whose routing all failed (those events stay
-// for the next sweep). It returns how many events it routed and the first
-// failure, which it has also logged.
+// a time: it claims a page, routes it (customers in parallel, each
+// customer's events in order) and marks the events routed before it claims
+// the next. An event whose routing failed stays claimed until its lease
+// lapses, when a sweep takes it again; until then no claim returns it, so
+// such events do not hold the sweep up: it goes on until a page comes back
+// short. It returns how many events it routed and the first failure, which
+// it has also logged.
 func (r *Router) Sweep(ctx context.Context, minAge time.Duration) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	const page = 1000
 	total := 0
 	var firstErr error
 	for ctx.Err() == nil {
-		events, err := r.events.UnroutedEvents(ctx, page)
+		now := r.now()
+		events, err := r.events.ClaimUnroutedEvents(ctx, now.Add(-minAge), now, r.lease, page)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn("sweep unrouted events", "error", err)
 			}
 			return total, cmp.Or(firstErr, err)
 		}
-		cutoff := r.now().Add(-minAge)
 		groups := map[chan store.Event][]store.Event{}
 		for _, e := range events {
-			if !e.ReceivedAt.After(cutoff) {
-				groups[r.shard(e.CustomerID)] = append(groups[r.shard(e.CustomerID)], e)
-			}
+			groups[r.shard(e.CustomerID)] = append(groups[r.shard(e.CustomerID)], e)
 		}
 		var (
 			mu     sync.Mutex
@@ -153,7 +165,7 @@ func (r *Router) Sweep(ctx context.Context, minAge time.Duration) (int, error) {
 				return total, cmp.Or(firstErr, err)
 			}
 		}
-		if len(routed) == 0 || len(events) < page {
+		if len(events) < page {
 			break
 		}
 	}

@@ -12,24 +12,31 @@ import (
 	"github.com/kalcifer/kalcifer/store"
 )
 
-// TimerService fires due timers: it finds them in the store and hands each
-// to its instance grain, whose commit removes the timer. A timer whose grain
-// fails stays due and is fired again on the next pass, and the engine
-// ignores a timer that no longer matches a waiting token, so a timer never
-// acts twice.
+// TimerService fires due timers: it claims them in the store and hands each
+// to its instance grain, whose commit removes the timer. A claim leases the
+// timers to this node, so no other node of the cluster fires them at the
+// same time. A timer whose grain fails stays claimed until the lease lapses
+// and is then fired again, by whichever node claims it first; so is a timer
+// whose node died before firing it. The engine ignores a timer that no
+// longer matches a waiting token, so a timer never acts twice.
 type TimerService struct {
 	timers store.Instances
 	fire   func(ctx context.Context, t store.Timer) error
 	now    func() time.Time
 	poll   time.Duration
+	lease  time.Duration
 	batch  int
 	wake   chan struct{}
 	log    *slog.Logger
 	lag    prometheus.Histogram
+	// mu makes passes one at a time, so that a pass that claims nothing
+	// (Settle's, after the loop's) returns only once the passes before it
+	// have fired what they claimed.
+	mu sync.Mutex
 }
 
 // NewTimerService returns a service that looks for due timers every poll,
-// and at once after Wake.
+// and at once after Wake. It leases the timers it claims for 10 s.
 func NewTimerService(timers store.Instances, fire func(context.Context, store.Timer) error, now func() time.Time,
 	poll time.Duration, log *slog.Logger, reg prometheus.Registerer) *TimerService {
 	lag := prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -40,7 +47,7 @@ func NewTimerService(timers store.Instances, fire func(context.Context, store.Ti
 	if reg != nil {
 		reg.MustRegister(lag)
 	}
-	return &TimerService{timers: timers, fire: fire, now: now, poll: poll, batch: 512,
+	return &TimerService{timers: timers, fire: fire, now: now, poll: poll, lease: 10 * time.Second, batch: 512,
 		wake: make(chan struct{}, 1), log: log, lag: lag}
 }
 
@@ -61,13 +68,13 @@ func (s *TimerService) Run(ctx context.Context) error {
 	ticker := time.NewTicker(s.poll)
 	defer ticker.Stop()
 	for {
-		n, failed, err := s.FireDue(ctx)
+		n, _, err := s.FireDue(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("fire due timers", "error", err)
 		}
-		// A full batch means more are due, unless timers failed: those stay
-		// due and would be read again at once, so wait for the next tick.
-		if n == s.batch && failed == 0 {
+		// A full batch means more may be due. The timers of this one that
+		// failed stay claimed, so claiming again at once gets others.
+		if n == s.batch {
 			continue
 		}
 		select {
@@ -79,11 +86,15 @@ func (s *TimerService) Run(ctx context.Context) error {
 	}
 }
 
-// FireDue fires one batch of due timers, several at a time, and returns how
-// many were due and how many of those failed to fire.
+// FireDue claims one batch of due timers and fires them, several at a time;
+// it returns how many it claimed and how many of those failed to fire. A
+// timer that failed stays claimed until its lease lapses, and is then fired
+// again by the first pass, of any node, to claim it.
 func (s *TimerService) FireDue(ctx context.Context) (int, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	now := s.now()
-	due, err := s.timers.DueTimers(ctx, now, s.batch)
+	due, err := s.timers.ClaimDueTimers(ctx, now, s.lease, s.batch)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -43,19 +43,23 @@ type Dispatcher struct {
 	sender     Sender
 	now        func() time.Time
 	poll       time.Duration
-	batch      int
-	wake       chan struct{}
-	log        *slog.Logger
-	// mu makes passes one at a time, so that two passes in this process
-	// (the loop and a Settle) never send the same pending delivery twice.
-	// Across processes that needs claims in the store (cluster issue).
+	// lease is how long the deliveries a pass claims are its own to send.
+	lease time.Duration
+	batch int
+	wake  chan struct{}
+	log   *slog.Logger
+	// Claims make passes disjoint, those of different processes as those
+	// of this one. mu makes this process's passes one at a time besides,
+	// so that a pass that claims nothing (a Settle's, after the loop's)
+	// returns only once the passes before it have sent what they claimed.
 	mu sync.Mutex
 }
 
 // NewDispatcher returns a dispatcher polling the outbox every poll, and at
-// once when Wake is called.
+// once when Wake is called. It leases the deliveries it claims for 60 s.
 func NewDispatcher(d store.Deliveries, c store.Customers, s Sender, now func() time.Time, poll time.Duration, log *slog.Logger) *Dispatcher {
-	return &Dispatcher{deliveries: d, customers: c, sender: s, now: now, poll: poll, batch: 256, wake: make(chan struct{}, 1), log: log}
+	return &Dispatcher{deliveries: d, customers: c, sender: s, now: now, poll: poll, lease: time.Minute, batch: 256,
+		wake: make(chan struct{}, 1), log: log}
 }
 
 // Name identifies the dispatcher in the supervision tree.
@@ -90,15 +94,35 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// DispatchOnce sends one batch of pending deliveries and returns how many it handled.
+// DispatchOnce claims one batch of pending deliveries, sends them and
+// returns how many it handled. It stops at an error, or once its lease has
+// lapsed, as another process may have claimed the rest since; what it
+// claimed and left pending is claimed again once the lease lapses. When ctx
+// ends (the process drains) it stops before the next send and releases what
+// it did not send, so another node sends it at once. An outcome is recorded
+// even after ctx ended: a send left unrecorded would be sent again.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	pending, err := d.deliveries.PendingDeliveries(ctx, d.batch)
+	now := d.now()
+	pending, err := d.deliveries.ClaimDeliveries(ctx, now, d.lease, d.batch)
 	if err != nil {
 		return 0, err
 	}
-	for _, dl := range pending {
+	leased := now.Add(d.lease)
+	record := context.WithoutCancel(ctx)
+	for i, dl := range pending {
+		if !d.now().Before(leased) {
+			return 0, fmt.Errorf("lease lapsed with %d of %d claimed deliveries unsent", len(pending)-i, len(pending))
+		}
+		if ctx.Err() != nil {
+			rctx, cancel := context.WithTimeout(record, 5*time.Second)
+			defer cancel()
+			if err := d.deliveries.ReleaseDeliveries(rctx, pending[i:]); err != nil {
+				return i, fmt.Errorf("stopped with %d deliveries unsent: %w", len(pending)-i, err)
+			}
+			return i, ctx.Err()
+		}
 		reason, err := d.skipReason(ctx, dl)
 		if err != nil {
 			return 0, err
@@ -108,7 +132,7 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 		} else {
 			dl.Attempts++
 			dl.Provider = d.sender.Provider()
-			id, err := d.sender.Send(ctx, dl)
+			id, err := d.sender.Send(record, dl)
 			if err != nil {
 				dl.Status, dl.Error = store.DeliveryFailed, err.Error()
 			} else {
@@ -116,7 +140,7 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 			}
 		}
 		dl.UpdatedAt = d.now()
-		if err := d.deliveries.UpdateDelivery(ctx, dl); err != nil {
+		if err := d.deliveries.UpdateDelivery(record, dl); err != nil {
 			return 0, fmt.Errorf("record delivery %s: %w", dl.ID, err)
 		}
 	}

@@ -93,7 +93,7 @@ type Event struct {
 	Timestamp  time.Time       `json:"timestamp"`
 	ReceivedAt time.Time       `json:"received_at"`
 	// RoutedAt is set once the event reached its customer's instances; an
-	// unrouted event is routed again after a restart.
+	// unrouted event is claimed by a sweep, of any node, and routed again.
 	RoutedAt *time.Time `json:"routed_at,omitempty"`
 }
 
@@ -105,8 +105,13 @@ type Events interface {
 	// An event without a message id is its own message; a zero ReceivedAt
 	// is now and a zero Timestamp is ReceivedAt.
 	AppendEvents(ctx context.Context, tenantID string, events []Event) ([]Event, []bool, error)
-	// UnroutedEvents returns events of any tenant not yet routed, oldest first.
-	UnroutedEvents(ctx context.Context, limit int) ([]Event, error)
+	// ClaimUnroutedEvents leases to the caller, until now+lease, up to limit
+	// events of any tenant not yet routed, received at or before
+	// receivedBefore and not leased at now, the oldest first, and returns
+	// them oldest first. No other claim returns them while the lease runs;
+	// an event still unrouted then can be claimed again. A limit of 0 or
+	// less claims every one.
+	ClaimUnroutedEvents(ctx context.Context, receivedBefore, now time.Time, lease time.Duration, limit int) ([]Event, error)
 	MarkRouted(ctx context.Context, tenantID string, ids []string, at time.Time) error
 	// ListCustomerEvents returns the customer's events, newest first.
 	ListCustomerEvents(ctx context.Context, tenantID, customerID string, limit int) ([]Event, error)
@@ -253,10 +258,18 @@ type Instances interface {
 	CustomerInstances(ctx context.Context, tenantID, customerID string) ([]Instance, error)
 	// WaitingFor returns the ids of the instances waiting for the customer's event type.
 	WaitingFor(ctx context.Context, tenantID, customerID, eventType string) ([]string, error)
-	// DueTimers returns timers of any tenant due at or before now, earliest first.
-	DueTimers(ctx context.Context, now time.Time, limit int) ([]Timer, error)
-	// Recoverable returns running instances of any tenant, for re-driving after a restart.
-	Recoverable(ctx context.Context, after string, limit int) ([]Instance, error)
+	// ClaimDueTimers leases to the caller, until now+lease, up to limit
+	// timers of any tenant due at or before now and not leased at now, the
+	// earliest first, and returns them earliest first. No other claim
+	// returns them while the lease runs; a timer still there then can be
+	// claimed again. A commit that replaces an instance's timers writes
+	// them unleased. A limit of 0 or less claims every one.
+	ClaimDueTimers(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Timer, error)
+	// Recoverable returns running instances of any tenant last updated at or
+	// before updatedBefore, in id order after the id after, for re-driving:
+	// an instance running but untouched since then was left behind by a
+	// process that stopped or died.
+	Recoverable(ctx context.Context, updatedBefore time.Time, after string, limit int) ([]Instance, error)
 	// CountSends counts the customer's deliveries on a channel ("" for all)
 	// created at or after since, skipped ones excluded.
 	CountSends(ctx context.Context, tenantID, customerID, channel string, since time.Time) (int, error)
@@ -274,8 +287,15 @@ type DeliveryFilter struct {
 
 // Deliveries is the outbox.
 type Deliveries interface {
-	// PendingDeliveries returns pending deliveries of any tenant, oldest first.
-	PendingDeliveries(ctx context.Context, limit int) ([]Delivery, error)
+	// ClaimDeliveries leases to the caller, until now+lease, up to limit
+	// pending deliveries of any tenant not leased at now, the oldest first,
+	// and returns them oldest first. No other claim returns them while the
+	// lease runs; a delivery still pending then can be claimed again. A
+	// limit of 0 or less claims every one.
+	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
+	// ReleaseDeliveries gives up the leases of claimed deliveries that were
+	// not sent (a process draining), so another claim takes them at once.
+	ReleaseDeliveries(ctx context.Context, ds []Delivery) error
 	// UpdateDelivery records the outcome of a send attempt.
 	UpdateDelivery(ctx context.Context, d Delivery) error
 	ListDeliveries(ctx context.Context, tenantID string, f DeliveryFilter) ([]Delivery, error)

@@ -70,6 +70,7 @@ func Open(ctx context.Context, url string, maxConns int) (store.Store, error) {
 			NumberedParams:        true,
 			JSONArrayElements:     "jsonb_array_elements_text",
 			ForUpdate:             " FOR UPDATE",
+			SkipLocked:            " FOR UPDATE SKIP LOCKED",
 			MigrationLock:         fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLock),
 			IsUniqueViolation:     hasCode("23505"),
 			IsForeignKeyViolation: hasCode("23503"),

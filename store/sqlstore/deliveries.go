@@ -1,8 +1,11 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/kalcifer/kalcifer/store"
 )
@@ -41,15 +44,41 @@ func deliveryRows(in store.Instance, ds []store.Delivery) [][]any {
 	return rows
 }
 
-// PendingDeliveries spells the status out, as in the partial index
-// deliveries_pending, so that the planners use the index.
-func (s *Store) PendingDeliveries(ctx context.Context, limit int) ([]store.Delivery, error) {
-	query, args := newList(deliveryCols, `deliveries`).where(`status = '`+store.DeliveryPending+`'`).page(`created_at, id`, limit)
-	ds, err := selectAll(ctx, s, scanDelivery, query, args...)
+// pendingDeliveries are claimed oldest first. The status is spelled out,
+// as in the partial index deliveries_pending, so that the planners use the
+// index.
+var pendingDeliveries = claimable[store.Delivery]{
+	table: `deliveries`, key: `tenant_id, id`, cols: deliveryCols,
+	cond: `status = '` + store.DeliveryPending + `'`, order: `created_at, id`, scan: scanDelivery,
+	compare: func(a, b store.Delivery) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+	},
+}
+
+func (s *Store) ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.Delivery, error) {
+	ds, err := claim(ctx, s, pendingDeliveries, now, lease, limit)
 	if err != nil {
-		return nil, fmt.Errorf("pending deliveries: %w", err)
+		return nil, fmt.Errorf("claim pending deliveries: %w", err)
 	}
 	return ds, nil
+}
+
+// ReleaseDeliveries ends the leases of claimed deliveries still pending, in
+// one transaction, so another claim takes them at once.
+func (s *Store) ReleaseDeliveries(ctx context.Context, ds []store.Delivery) error {
+	err := s.inTx(ctx, func(tx txn) error {
+		for _, d := range ds {
+			if _, err := s.exec(ctx, tx, `UPDATE deliveries SET claim_until = 0 WHERE tenant_id = ? AND id = ? AND status = '`+
+				store.DeliveryPending+`'`, d.TenantID, d.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("release %d deliveries: %w", len(ds), s.classify(err))
+	}
+	return nil
 }
 
 // UpdateDelivery changes what a send attempt learns; what was committed to

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -75,11 +76,20 @@ func (s *Store) AppendEvents(ctx context.Context, tenantID string, events []stor
 	return stored, seen, nil
 }
 
-func (s *Store) UnroutedEvents(ctx context.Context, limit int) ([]store.Event, error) {
-	query, args := newList(eventCols, `events`).where(`routed_at IS NULL`).page(`received_at, id`, limit)
-	es, err := selectAll(ctx, s, scanEvent, query, args...)
+// unroutedEvents are claimed oldest first. routed_at IS NULL is the
+// condition of the partial index events_unrouted, which gives the order.
+var unroutedEvents = claimable[store.Event]{
+	table: `events`, key: `tenant_id, id`, cols: eventCols,
+	cond: `routed_at IS NULL AND received_at <= ?`, order: `received_at, id`, scan: scanEvent,
+	compare: func(a, b store.Event) int {
+		return cmp.Or(a.ReceivedAt.Compare(b.ReceivedAt), strings.Compare(a.ID, b.ID))
+	},
+}
+
+func (s *Store) ClaimUnroutedEvents(ctx context.Context, receivedBefore, now time.Time, lease time.Duration, limit int) ([]store.Event, error) {
+	es, err := claim(ctx, s, unroutedEvents, now, lease, limit, stamp(receivedBefore).UnixMicro())
 	if err != nil {
-		return nil, fmt.Errorf("unrouted events: %w", err)
+		return nil, fmt.Errorf("claim unrouted events: %w", err)
 	}
 	return es, nil
 }

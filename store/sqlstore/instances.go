@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -222,7 +223,7 @@ func (s *Store) addRows(ctx context.Context, tx txn, cs []store.Commit) error {
 	if err := s.insertRows(ctx, tx, `deliveries`, deliveryCols, true, deliveries); err != nil {
 		return fmt.Errorf("deliveries: %w", err)
 	}
-	if err := s.replaceRows(ctx, tx, `timers`, `tenant_id, instance_id, token_id, due_at`, updated, timers); err != nil {
+	if err := s.replaceRows(ctx, tx, `timers`, timerCols, updated, timers); err != nil {
 		return fmt.Errorf("timers: %w", err)
 	}
 	if err := s.replaceRows(ctx, tx, `waits`, `tenant_id, instance_id, customer_id, event_type`, updated, waits); err != nil {
@@ -522,6 +523,8 @@ func (s *Store) WaitingFor(ctx context.Context, tenantID, customerID, eventType 
 	return ids, nil
 }
 
+const timerCols = `tenant_id, instance_id, token_id, due_at`
+
 func scanTimer(r scanner) (store.Timer, error) {
 	var t store.Timer
 	var due int64
@@ -530,20 +533,29 @@ func scanTimer(r scanner) (store.Timer, error) {
 	return t, err
 }
 
-func (s *Store) DueTimers(ctx context.Context, now time.Time, limit int) ([]store.Timer, error) {
-	query, args := newList(`tenant_id, instance_id, token_id, due_at`, `timers`).where(`due_at <= ?`, stamp(now).UnixMicro()).
-		page(`due_at, tenant_id, instance_id, token_id`, limit)
-	ts, err := selectAll(ctx, s, scanTimer, query, args...)
+// dueTimers are claimed earliest first.
+var dueTimers = claimable[store.Timer]{
+	table: `timers`, key: `tenant_id, instance_id, token_id`, cols: timerCols,
+	cond: `due_at <= ?`, order: `due_at, tenant_id, instance_id, token_id`, scan: scanTimer,
+	compare: func(a, b store.Timer) int {
+		return cmp.Or(a.DueAt.Compare(b.DueAt), strings.Compare(a.TenantID, b.TenantID),
+			strings.Compare(a.InstanceID, b.InstanceID), strings.Compare(a.TokenID, b.TokenID))
+	},
+}
+
+func (s *Store) ClaimDueTimers(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]store.Timer, error) {
+	ts, err := claim(ctx, s, dueTimers, now, lease, limit, stamp(now).UnixMicro())
 	if err != nil {
-		return nil, fmt.Errorf("due timers: %w", err)
+		return nil, fmt.Errorf("claim due timers: %w", err)
 	}
 	return ts, nil
 }
 
 // Recoverable spells the status out, as in the partial index
 // instances_running, so that the planners use the index.
-func (s *Store) Recoverable(ctx context.Context, after string, limit int) ([]store.Instance, error) {
-	query, args := newList(instanceCols, `instances`).where(`status = '`+store.InstanceRunning+`'`).byID(after, limit)
+func (s *Store) Recoverable(ctx context.Context, updatedBefore time.Time, after string, limit int) ([]store.Instance, error) {
+	query, args := newList(instanceCols, `instances`).where(`status = '`+store.InstanceRunning+`'`).
+		where(`updated_at <= ?`, stamp(updatedBefore).UnixMicro()).byID(after, limit)
 	ins, err := selectAll(ctx, s, scanInstance, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("recoverable instances: %w", err)

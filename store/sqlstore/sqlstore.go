@@ -30,6 +30,10 @@ type Dialect struct {
 	// It is empty where write transactions already exclude each other, as
 	// SQLite's do when they begin IMMEDIATE.
 	ForUpdate string
+	// SkipLocked ends the SELECT of a claim, which then passes over the
+	// rows a concurrent claim has locked instead of waiting to find them
+	// leased. It is empty where write transactions exclude each other.
+	SkipLocked string
 	// JSONArrayElements is the table function that turns a JSON array of
 	// strings into rows with a column value: json_each on SQLite,
 	// jsonb_array_elements_text on PostgreSQL.
@@ -395,6 +399,11 @@ func selectAll[T any](ctx context.Context, s *Store, scan func(scanner) (T, erro
 	if err != nil {
 		return nil, err
 	}
+	return scanAll(rows, scan)
+}
+
+// scanAll scans every row of rows with scan, then closes rows.
+func scanAll[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
 	defer rows.Close()
 	var out []T
 	for rows.Next() {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/kalcifer/kalcifer/store"
 )
@@ -21,14 +23,16 @@ var runtimeTests = []struct {
 	{"ListCustomers", testListCustomers},
 	{"ConcurrentUpsert", testConcurrentUpsert},
 	{"Events", testEvents},
-	{"UnroutedEvents", testUnroutedEvents},
+	{"ClaimUnroutedEvents", testClaimUnroutedEvents},
 	{"CommitCreate", testCommitCreate},
 	{"OneActiveInstance", testOneActiveInstance},
 	{"Epoch", testEpoch},
 	{"CommitBatch", testCommitBatch},
 	{"TimersAndWaits", testTimersAndWaits},
+	{"ClaimDueTimers", testClaimDueTimers},
 	{"Steps", testSteps},
 	{"Deliveries", testDeliveries},
+	{"ConcurrentClaims", testConcurrentClaims},
 	{"CountSends", testCountSends},
 	{"ListInstances", testListInstances},
 	{"RuntimeTenantIsolation", testRuntimeTenantIsolation},
@@ -289,7 +293,7 @@ func testEvents(t *testing.T, s store.Store) {
 	wantEqual(t, len(must(es.ListCustomerEvents(ctx, w.tenant, w.customer, 0))(t)), 3)
 }
 
-func testUnroutedEvents(t *testing.T, s store.Store) {
+func testClaimUnroutedEvents(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	es := s.Events()
 	a, b := newWorld(t, s, "a"), newWorld(t, s, "b")
@@ -298,15 +302,25 @@ func testUnroutedEvents(t *testing.T, s store.Store) {
 		{CustomerID: a.customer, MessageID: "2", Type: "x", ReceivedAt: at(1)},
 	}))(t)
 	eb, _ := must2(es.AppendEvents(ctx, b.tenant, []store.Event{{CustomerID: b.customer, MessageID: "1", Type: "x", ReceivedAt: at(2)}}))(t)
+	// claim claims with a lease of a minute.
+	claim := func(receivedBefore, now, limit int) []store.Event {
+		t.Helper()
+		return must(es.ClaimUnroutedEvents(ctx, at(receivedBefore), at(now), time.Minute, limit))(t)
+	}
 	eventID := func(e store.Event) string { return e.ID }
-	wantEqual(t, ids(must(es.UnroutedEvents(ctx, 0))(t), eventID), []string{ea[1].ID, eb[0].ID, ea[0].ID})
-	wantEqual(t, ids(must(es.UnroutedEvents(ctx, 2))(t), eventID), []string{ea[1].ID, eb[0].ID})
+	// Only events received by receivedBefore, oldest first, of any tenant.
+	wantEqual(t, claim(2, 10, 0), []store.Event{ea[1], eb[0]})
+	// Leased events are not claimed again, until the lease lapses.
+	wantEqual(t, ids(claim(10, 10, 0), eventID), []string{ea[0].ID})
+	wantEqual(t, ids(claim(10, 69, 0), eventID), []string{})
+	wantEqual(t, ids(claim(10, 70, 2), eventID), []string{ea[1].ID, eb[0].ID})
 
 	if err := es.MarkRouted(ctx, a.tenant, []string{ea[1].ID, eb[0].ID, "evt_missing"}, at(5)); err != nil {
 		t.Fatal(err)
 	}
-	// b's event was named with a's tenant: it stays unrouted.
-	wantEqual(t, ids(must(es.UnroutedEvents(ctx, 0))(t), eventID), []string{eb[0].ID, ea[0].ID})
+	// b's event was named with a's tenant: it stays unrouted. A routed
+	// event is not claimed, its lease lapsed or not.
+	wantEqual(t, ids(claim(10, 200, 0), eventID), []string{eb[0].ID, ea[0].ID})
 	if err := es.MarkRouted(ctx, a.tenant, []string{ea[0].ID, ea[1].ID}, at(9)); err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +334,7 @@ func testUnroutedEvents(t *testing.T, s store.Store) {
 	}
 	wantEqual(t, *byMessage["2"].RoutedAt, stored(at(5)))
 	wantEqual(t, *byMessage["1"].RoutedAt, stored(at(9)))
-	wantEqual(t, ids(must(es.UnroutedEvents(ctx, 0))(t), eventID), []string{eb[0].ID})
+	wantEqual(t, ids(claim(10, 1000, 0), eventID), []string{eb[0].ID})
 }
 
 func testCommitCreate(t *testing.T, s store.Store) {
@@ -345,7 +359,8 @@ func testCommitCreate(t *testing.T, s store.Store) {
 	sameInstance(t, must(is.LastInstance(ctx, w.tenant, w.journey, w.customer))(t), want)
 	wantEqual(t, len(must(is.ListSteps(ctx, w.tenant, in.ID))(t)), 1)
 	wantEqual(t, must(is.WaitingFor(ctx, w.tenant, w.customer, "opened"))(t), []string{in.ID})
-	wantEqual(t, must(is.DueTimers(ctx, at(100), 0))(t), []store.Timer{{TenantID: w.tenant, InstanceID: in.ID, TokenID: "t1", DueAt: stored(at(100))}})
+	wantEqual(t, must(is.ClaimDueTimers(ctx, at(100), time.Minute, 0))(t),
+		[]store.Timer{{TenantID: w.tenant, InstanceID: in.ID, TokenID: "t1", DueAt: stored(at(100))}})
 	ds := must(s.Deliveries().ListDeliveries(ctx, w.tenant, store.DeliveryFilter{}))(t)
 	wantEqual(t, len(ds), 1)
 	d := ds[0]
@@ -502,7 +517,7 @@ func testCommitBatch(t *testing.T, s store.Store) {
 	wantEqual(t, must(s.Customers().GetCustomer(ctx, w.tenant, bob))(t).Tags, []string{"a"})
 	wantEqual(t, must(s.Customers().GetCustomer(ctx, w.tenant, w.customer))(t).Tags, []string{})
 	wantEqual(t, len(must(is.ListSteps(ctx, w.tenant, a.ID))(t)), 1)
-	wantEqual(t, must(is.DueTimers(ctx, at(10), 0))(t), []store.Timer(nil))
+	wantEqual(t, must(is.ClaimDueTimers(ctx, at(10), time.Minute, 0))(t), []store.Timer(nil))
 	wantEqual(t, must(is.WaitingFor(ctx, w.tenant, carol, "opened"))(t), []string{b.ID})
 	wantEqual(t, is.Commit(ctx, nil), []error{})
 }
@@ -524,12 +539,17 @@ func testTimersAndWaits(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantEqual(t, ids(must(is.DueTimers(ctx, at(30), 0))(t), timerToken), []string{"t2", "t1", "t1"})
-	due := must(is.DueTimers(ctx, at(20), 0))(t)
-	wantEqual(t, due, []store.Timer{{TenantID: w.tenant, InstanceID: in.ID, TokenID: "t2", DueAt: stored(at(10))},
+	// A claim without a lease leaves the timers it returns free, so due
+	// reads what is due at now, as long as now does not go back.
+	due := func(now, limit int) []store.Timer {
+		t.Helper()
+		return must(is.ClaimDueTimers(ctx, at(now), 0, limit))(t)
+	}
+	wantEqual(t, due(9, 0), []store.Timer(nil))
+	wantEqual(t, due(20, 0), []store.Timer{{TenantID: w.tenant, InstanceID: in.ID, TokenID: "t2", DueAt: stored(at(10))},
 		{TenantID: other.tenant, InstanceID: theirs.ID, TokenID: "t1", DueAt: stored(at(20))}})
-	wantEqual(t, len(must(is.DueTimers(ctx, at(30), 1))(t)), 1)
-	wantEqual(t, must(is.DueTimers(ctx, at(9), 0))(t), []store.Timer(nil))
+	wantEqual(t, len(due(30, 1)), 1)
+	wantEqual(t, ids(due(30, 0), timerToken), []string{"t2", "t1", "t1"})
 	wantEqual(t, must(is.WaitingFor(ctx, w.tenant, w.customer, "opened"))(t), []string{in.ID})
 	wantEqual(t, must(is.WaitingFor(ctx, w.tenant, w.customer, "clicked"))(t), []string{in.ID})
 
@@ -540,14 +560,53 @@ func testTimersAndWaits(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantEqual(t, ids(must(is.DueTimers(ctx, at(30), 0))(t), timerToken), []string{"t3", "t1"})
+	wantEqual(t, ids(due(30, 0), timerToken), []string{"t3", "t1"})
 	wantEqual(t, must(is.WaitingFor(ctx, w.tenant, w.customer, "opened"))(t), []string(nil))
 	wantEqual(t, must(is.WaitingFor(ctx, w.tenant, w.customer, "bought"))(t), []string{in.ID})
 	if err := w.commit(store.Commit{Instance: in}); err != nil {
 		t.Fatal(err)
 	}
-	wantEqual(t, ids(must(is.DueTimers(ctx, at(30), 0))(t), timerToken), []string{"t1"})
+	wantEqual(t, ids(due(30, 0), timerToken), []string{"t1"})
 	wantEqual(t, must(is.WaitingFor(ctx, w.tenant, w.customer, "bought"))(t), []string(nil))
+}
+
+func testClaimDueTimers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	is := s.Instances()
+	w, other := newWorld(t, s, "acme"), newWorld(t, s, "globex")
+	in := w.instance(w.customer, "e")
+	timers := []store.Timer{{TokenID: "t1", DueAt: at(30)}, {TokenID: "t2", DueAt: at(10)}}
+	if err := w.commit(store.Commit{Instance: in, Create: true, Timers: timers}); err != nil {
+		t.Fatal(err)
+	}
+	theirs := other.instance(other.customer, "e")
+	if err := other.commit(store.Commit{Instance: theirs, Create: true, Timers: []store.Timer{{TokenID: "t1", DueAt: at(20)}}}); err != nil {
+		t.Fatal(err)
+	}
+	// claim claims with a lease of a minute and names the timers claimed
+	// mine/t… and theirs/t….
+	claim := func(now, limit int) []string {
+		t.Helper()
+		return ids(must(is.ClaimDueTimers(ctx, at(now), time.Minute, limit))(t), func(tm store.Timer) string {
+			return map[string]string{in.ID: "mine", theirs.ID: "theirs"}[tm.InstanceID] + "/" + tm.TokenID
+		})
+	}
+	wantEqual(t, claim(9, 0), []string{})
+	// The earliest due first, of any tenant, up to the limit.
+	wantEqual(t, claim(30, 2), []string{"mine/t2", "theirs/t1"})
+	// A leased timer is not claimed again until its lease lapses.
+	wantEqual(t, claim(30, 0), []string{"mine/t1"})
+	wantEqual(t, claim(89, 0), []string{})
+	wantEqual(t, claim(90, 0), []string{"mine/t2", "theirs/t1", "mine/t1"})
+
+	// A commit that replaces the instance's timers writes them unleased;
+	// a timer it removes is not claimed again.
+	in.Epoch = 1
+	if err := w.commit(store.Commit{Instance: in, Timers: timers[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	wantEqual(t, claim(100, 0), []string{"mine/t1"})
+	wantEqual(t, claim(1000, 0), []string{"theirs/t1", "mine/t1"})
 }
 
 func testSteps(t *testing.T, s store.Store) {
@@ -621,10 +680,19 @@ func testDeliveries(t *testing.T, s store.Store) {
 	wantGraph(t, byKey["k2"].Payload, []byte(`{"v": "k2"}`))
 	wantEqual(t, byKey["k2"].CreatedAt, stored(at(1)))
 
-	pending := must(ds.PendingDeliveries(ctx, 0))(t)
-	wantEqual(t, ids(pending, deliveryKey), []string{"k2", "k1", "k1", "k3"})
+	// claim claims with a lease of a minute.
+	claim := func(now, limit int) []store.Delivery {
+		t.Helper()
+		return must(ds.ClaimDeliveries(ctx, at(now), time.Minute, limit))(t)
+	}
+	// The oldest first, of any tenant, up to the limit.
+	pending := claim(100, 2)
+	wantEqual(t, ids(pending, deliveryKey), []string{"k2", "k1"})
+	wantEqual(t, pending[0], byKey["k2"])
 	wantEqual(t, pending[1].TenantID, other.tenant)
-	wantEqual(t, len(must(ds.PendingDeliveries(ctx, 2))(t)), 2)
+	// A leased delivery is not claimed again until its lease lapses.
+	wantEqual(t, ids(claim(100, 0), deliveryKey), []string{"k1", "k3"})
+	wantEqual(t, ids(claim(159, 0), deliveryKey), []string{})
 
 	sent := byKey["k2"]
 	sent.Status, sent.Provider, sent.ProviderMessageID, sent.Attempts, sent.UpdatedAt = store.DeliverySent, "smtp", "pm-1", 1, at(60)
@@ -632,7 +700,15 @@ func testDeliveries(t *testing.T, s store.Store) {
 	if err := ds.UpdateDelivery(ctx, sent); err != nil {
 		t.Fatal(err)
 	}
-	wantEqual(t, ids(must(ds.PendingDeliveries(ctx, 0))(t), deliveryKey), []string{"k1", "k1", "k3"})
+	// A delivery no longer pending is not claimed, its lease lapsed or not.
+	reclaimed := claim(160, 0)
+	wantEqual(t, ids(reclaimed, deliveryKey), []string{"k1", "k1", "k3"})
+	// Released, pending deliveries are claimed again at once; releasing a
+	// sent one changes nothing.
+	if err := ds.ReleaseDeliveries(ctx, append(reclaimed[1:], sent)); err != nil {
+		t.Fatal(err)
+	}
+	wantEqual(t, ids(claim(161, 0), deliveryKey), []string{"k1", "k3"})
 	got := must(ds.ListDeliveries(ctx, w.tenant, store.DeliveryFilter{Status: store.DeliverySent}))(t)
 	wantEqual(t, len(got), 1)
 	wantGraph(t, got[0].Payload, []byte(`{"v": "k2"}`))
@@ -654,6 +730,69 @@ func testDeliveries(t *testing.T, s store.Store) {
 		return ds.ListDeliveries(ctx, w.tenant, store.DeliveryFilter{After: after, Limit: limit})
 	}, func(d store.Delivery) string { return d.ID })
 	wantEqual(t, ids(paged, deliveryKey), ids(mine, deliveryKey))
+}
+
+// testConcurrentClaims claims timers, deliveries and events from 8
+// goroutines at once until none is left: each is claimed exactly once.
+func testConcurrentClaims(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	w := newWorld(t, s, "acme")
+	const n = 200
+	var timers []store.Timer
+	var deliveries []store.Delivery
+	var events []store.Event
+	for i := range n {
+		timers = append(timers, store.Timer{TokenID: fmt.Sprintf("t%03d", i), DueAt: at(i % 10)})
+		deliveries = append(deliveries, store.Delivery{Key: fmt.Sprintf("k%03d", i), Channel: "email", CreatedAt: at(i % 10)})
+		events = append(events, store.Event{CustomerID: w.customer, Type: "x", ReceivedAt: at(i % 10)})
+	}
+	if err := w.commit(store.Commit{Instance: w.instance(w.customer, "e"), Create: true, Timers: timers, Deliveries: deliveries}); err != nil {
+		t.Fatal(err)
+	}
+	must2(s.Events().AppendEvents(ctx, w.tenant, events))(t)
+	now := at(100)
+	t.Run("timers", func(t *testing.T) {
+		claimedOnce(t, n, func() ([]store.Timer, error) { return s.Instances().ClaimDueTimers(ctx, now, time.Hour, 7) }, timerToken)
+	})
+	t.Run("deliveries", func(t *testing.T) {
+		claimedOnce(t, n, func() ([]store.Delivery, error) { return s.Deliveries().ClaimDeliveries(ctx, now, time.Hour, 7) }, deliveryKey)
+	})
+	t.Run("events", func(t *testing.T) {
+		claimedOnce(t, n, func() ([]store.Event, error) { return s.Events().ClaimUnroutedEvents(ctx, now, now, time.Hour, 7) },
+			func(e store.Event) string { return e.ID })
+	})
+}
+
+// claimedOnce claims from 8 goroutines at once, each until a claim comes
+// back empty, and checks that n rows were claimed, each once.
+func claimedOnce[T any](t *testing.T, n int, claim func() ([]T, error), id func(T) string) {
+	var mu sync.Mutex
+	claims := map[string]int{}
+	for _, err := range Concurrently(8, func() error {
+		for {
+			rows, err := claim()
+			if err != nil || len(rows) == 0 {
+				return err
+			}
+			mu.Lock()
+			for _, r := range rows {
+				claims[id(r)]++
+			}
+			mu.Unlock()
+		}
+	}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(claims) != n {
+		t.Fatalf("%d rows claimed, want %d", len(claims), n)
+	}
+	for id, times := range claims {
+		if times != 1 {
+			t.Errorf("%s claimed %d times", id, times)
+		}
+	}
 }
 
 func testCountSends(t *testing.T, s store.Store) {
@@ -749,19 +888,22 @@ func testListInstances(t *testing.T, s store.Store) {
 	wantEqual(t, ids(must(is.CustomerInstances(ctx, w.tenant, c))(t), instanceID), []string{all[0].ID, in.ID})
 	wantEqual(t, must(is.CustomerInstances(ctx, w.tenant, all[3].CustomerID))(t), []store.Instance(nil))
 
-	// Recoverable: running instances of every tenant, paged by id.
-	running := []string{all[0].ID, all[2].ID, in.ID, theirs.ID}
-	got := ids(allPages(t, 3, func(after string, limit int) ([]store.Instance, error) {
-		return is.Recoverable(ctx, after, limit)
-	}, instanceID), instanceID)
-	if len(got) != len(running) {
-		t.Fatalf("recoverable %v, want %v in id order", got, running)
+	// Recoverable: running instances of every tenant last updated by a
+	// time, paged by id.
+	touched := all[2]
+	touched.UpdatedAt = at(50)
+	if err := w.commit(store.Commit{Instance: touched}); err != nil {
+		t.Fatal(err)
 	}
-	for _, id := range running {
-		if !slices.Contains(got, id) {
-			t.Fatalf("recoverable %v misses %s", got, id)
-		}
+	recoverable := func(updatedBefore int) []string {
+		t.Helper()
+		return ids(allPages(t, 3, func(after string, limit int) ([]store.Instance, error) {
+			return is.Recoverable(ctx, at(updatedBefore), after, limit)
+		}, instanceID), instanceID)
 	}
+	wantEqual(t, recoverable(0), []string{})
+	wantEqual(t, recoverable(49), slices.Sorted(slices.Values([]string{all[0].ID, in.ID, theirs.ID})))
+	wantEqual(t, recoverable(50), slices.Sorted(slices.Values([]string{all[0].ID, all[2].ID, in.ID, theirs.ID})))
 }
 
 // testRuntimeTenantIsolation calls every runtime method with one tenant's
@@ -829,7 +971,8 @@ func testRuntimeTenantIsolation(t *testing.T, s store.Store) {
 	sameInstance(t, must(is.GetInstance(ctx, theirs.tenant, in.ID))(t), in)
 	wantEqual(t, must(ds.ListDeliveries(ctx, theirs.tenant, store.DeliveryFilter{}))(t), []store.Delivery{d})
 	wantEqual(t, len(must(es.ListCustomerEvents(ctx, theirs.tenant, theirs.customer, 0))(t)), 1)
-	wantEqual(t, ids(must(es.UnroutedEvents(ctx, 0))(t), func(e store.Event) string { return e.ID }), []string{evs[0].ID})
+	now := time.Now()
+	wantEqual(t, ids(must(es.ClaimUnroutedEvents(ctx, now, now, time.Minute, 0))(t), func(e store.Event) string { return e.ID }), []string{evs[0].ID})
 	wantEqual(t, len(must(is.ListSteps(ctx, theirs.tenant, in.ID))(t)), 1)
 	wantEqual(t, must(is.CountSends(ctx, theirs.tenant, theirs.customer, "", t0))(t), 1)
 }
