@@ -40,9 +40,13 @@ type Options struct {
 	Now func() time.Time
 	// Registerer receives the runtime's metrics; nil registers none.
 	Registerer prometheus.Registerer
-	// Host and Port of the cluster's gRPC endpoint; default 127.0.0.1 and a free port.
-	Host string
-	Port int
+	// Cluster configures this node's membership (see cluster.Config); the
+	// runtime sets its kinds, logger and registerer. The zero value is a
+	// single node on 127.0.0.1 with a free gRPC port.
+	Cluster cluster.Config
+	// RecoverEvery is how often the runtime re-drives instances left
+	// running for that long (by a node that died mid-step); default 15 s.
+	RecoverEvery time.Duration
 	// TimerPoll is how often the timer service looks for due timers; default 1 s.
 	TimerPoll time.Duration
 	// DispatchPoll is how often the outbox is polled besides wake-ups; default 1 s.
@@ -78,8 +82,11 @@ type Runtime struct {
 	// this node. Across nodes that takes the cluster's placement (a later issue).
 	customerLocks stripedLocks
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	// The services run in two trees so that Stop can end them in order:
+	// the feeders (timers, router, outbox, recovery) before the grains,
+	// the committer the grains write through after them.
+	stopFeeders, stopCommitter context.CancelFunc
+	feedersDone, committerDone chan struct{}
 }
 
 // Start starts the node's grains and services.
@@ -105,10 +112,13 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 2 * time.Minute
 	}
+	if opts.RecoverEvery <= 0 {
+		opts.RecoverEvery = 15 * time.Second
+	}
 	r := &Runtime{
 		store: opts.Store, nodes: opts.Nodes, log: opts.Logger, now: opts.Now, timerPoll: opts.TimerPoll, onCommit: opts.OnCommit,
-		committer: store.NewGroupCommitter(opts.Store.Instances(), 256),
-		done:      make(chan struct{}),
+		committer:   store.NewGroupCommitter(opts.Store.Instances(), 256),
+		feedersDone: make(chan struct{}), committerDone: make(chan struct{}),
 	}
 	r.plans = newPlans(opts.Store.Journeys(), opts.Nodes)
 	r.entries = newEntries(opts.Store.Journeys(), r.plans, opts.Now, 5*time.Second)
@@ -121,30 +131,36 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	grainOpts := KindOptions{IdleTimeout: opts.IdleTimeout, Logger: opts.Logger}
 	instanceOpts := grainOpts
 	instanceOpts.Supervisor = supervisor.NewGrainSupervisor(supervisor.GrainOptions{Policy: supervisor.Policy{Logger: opts.Logger}, OnGiveUp: r.giveUp})
-	node, err := cluster.Start(ctx, cluster.Config{
-		Host: opts.Host, Port: opts.Port, Logger: opts.Logger,
-		Kinds: []*pcluster.Kind{
-			Kind(KindInstance, grainFor(func(t, id string) Grain { return &instanceGrain{rt: r, tenantID: t, instanceID: id} }), instanceOpts),
-			Kind(KindCustomer, grainFor(func(t, id string) Grain { return &customerGrain{rt: r, tenantID: t, customerID: id} }), grainOpts),
-			Kind(KindJourney, grainFor(func(t, id string) Grain { return &journeyGrain{rt: r, tenantID: t, journeyID: id} }), grainOpts),
-		},
-	})
+	ccfg := opts.Cluster
+	ccfg.Logger, ccfg.Registerer = opts.Logger, opts.Registerer
+	ccfg.Kinds = []*pcluster.Kind{
+		Kind(KindInstance, grainFor(func(t, id string) Grain { return &instanceGrain{rt: r, tenantID: t, instanceID: id} }), instanceOpts),
+		Kind(KindCustomer, grainFor(func(t, id string) Grain { return &customerGrain{rt: r, tenantID: t, customerID: id} }), grainOpts),
+		Kind(KindJourney, grainFor(func(t, id string) Grain { return &journeyGrain{rt: r, tenantID: t, journeyID: id} }), grainOpts),
+	}
+	node, err := cluster.Start(ctx, ccfg)
 	if err != nil {
 		return nil, err
 	}
 	r.node = node
 
-	tree := supervisor.NewTree(supervisor.TreeOptions{Name: "runtime", Strategy: supervisor.OneForOne, Policy: supervisor.Policy{Logger: opts.Logger}},
-		r.committer, r.timers, r.router, r.dispatcher, recovery{r})
+	policy := supervisor.Policy{Logger: opts.Logger}
+	r.stopCommitter = r.run(ctx, r.committerDone, supervisor.NewTree(supervisor.TreeOptions{Name: "store", Policy: policy}, r.committer))
+	r.stopFeeders = r.run(ctx, r.feedersDone, supervisor.NewTree(supervisor.TreeOptions{Name: "services", Strategy: supervisor.OneForOne, Policy: policy},
+		r.timers, r.router, r.dispatcher, recovery{r: r, every: opts.RecoverEvery}))
+	return r, nil
+}
+
+// run runs a service tree until the returned function is called, then closes done.
+func (r *Runtime) run(ctx context.Context, done chan struct{}, tree *supervisor.Tree) context.CancelFunc {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r.cancel = cancel
 	go func() {
-		defer close(r.done)
+		defer close(done)
 		if err := tree.Run(runCtx); err != nil {
-			r.log.Error("runtime services stopped", "error", err)
+			r.log.Error("runtime services stopped", "tree", tree.Name(), "error", err)
 		}
 	}()
-	return r, nil
+	return cancel
 }
 
 // identity names a tenant's grain: tenant id and grain id, which never
@@ -159,17 +175,35 @@ func grainFor(newGrain func(tenantID, id string) Grain) func(string) Grain {
 	}
 }
 
-// Stop stops the grains, then the services; ctx bounds the wait.
+// Stop drains the node: the services that feed grains stop first, then
+// the node leaves the cluster (the others take its grains over) and its
+// grains stop, and last the committer they wrote through. ctx bounds the
+// whole drain; what is cut short is durable and picked up elsewhere.
 func (r *Runtime) Stop(ctx context.Context) error {
-	err := r.node.Stop(ctx)
-	r.cancel()
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		return errors.Join(err, fmt.Errorf("stop runtime services: %w", ctx.Err()))
+	r.stopFeeders()
+	var errs []error
+	if err := wait(ctx, r.feedersDone); err != nil {
+		errs = append(errs, fmt.Errorf("stop runtime services: %w", err))
 	}
-	return err
+	errs = append(errs, r.node.Stop(ctx))
+	r.stopCommitter()
+	if err := wait(ctx, r.committerDone); err != nil {
+		errs = append(errs, fmt.Errorf("stop the committer: %w", err))
+	}
+	return errors.Join(errs...)
 }
+
+func wait(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Members reports the cluster as this node sees it.
+func (r *Runtime) Members(ctx context.Context) []cluster.MemberState { return r.node.Members(ctx) }
 
 // Port is how the API reaches grains.
 func (r *Runtime) Port() cluster.Port { return r.node }
@@ -272,22 +306,49 @@ func (r *Runtime) routeEvent(ctx context.Context, e store.Event) error {
 
 // recovery re-drives the instances a stop left running (a step cut short
 // at MaxSteps, or a start whose reply was lost); waiting instances need
-// nothing, their timers and waits are in the store. It runs once per start.
-type recovery struct{ r *Runtime }
+// nothing, their timers and waits are in the store. At start it takes
+// every running instance; then, every few seconds, those not updated for
+// as long, which a member of the cluster left behind when it died.
+type recovery struct {
+	r     *Runtime
+	every time.Duration
+}
 
 func (recovery) Name() string { return "recovery" }
 
 func (rc recovery) Run(ctx context.Context) error {
+	if err := rc.pass(ctx, rc.r.now()); err != nil {
+		return err
+	}
+	ticker := time.NewTicker(rc.every)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		if err := rc.pass(ctx, rc.r.now().Add(-rc.every)); err != nil {
+			return err
+		}
+	}
+}
+
+// pass re-drives the running instances last updated at or before cutoff.
+func (rc recovery) pass(ctx context.Context, cutoff time.Time) error {
 	after := ""
 	for {
-		batch, err := rc.r.store.Instances().Recoverable(ctx, after, 500)
+		batch, err := rc.r.store.Instances().Recoverable(ctx, cutoff, after, 500)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return fmt.Errorf("list recoverable instances: %w", err)
 		}
 		for _, in := range batch {
 			// One instance that cannot continue now (crash backoff, a
 			// timeout) must not hold up the others; it stays running and
-			// is tried again at the next start.
+			// is tried again at the next pass.
 			if _, err := rc.r.askInstance(ctx, &actorpb.InstanceTrigger{
 				TenantId: in.TenantID, InstanceId: in.ID, Kind: actorpb.InstanceTrigger_KIND_CONTINUE,
 			}); err != nil && ctx.Err() == nil {

@@ -28,6 +28,8 @@ type Engine interface {
 	InstanceAction(ctx context.Context, tenantID, instanceID, action, reason string) (store.Instance, error)
 	// JourneyChanged makes new entries see a publish or a status change at once.
 	JourneyChanged(ctx context.Context, tenantID, journeyID string)
+	// Members reports the cluster's members and the grains each hosts.
+	Members(ctx context.Context) []cluster.MemberState
 }
 
 var _ Engine = (*actors.Runtime)(nil)

@@ -79,6 +79,13 @@ func (f *fakeEngine) JourneyChanged(_ context.Context, _, journeyID string) {
 	f.changed = append(f.changed, journeyID)
 }
 
+func (f *fakeEngine) Members(context.Context) []cluster.MemberState {
+	return []cluster.MemberState{
+		{ID: "a", Address: "10.0.0.1:7947", State: "alive", Self: true, Activations: map[string]int64{"instance": 2}},
+		{ID: "b", Address: "10.0.0.2:7947", State: "suspect", Error: "ask kalcifer-stats: grain call timed out"},
+	}
+}
+
 // withEngine runs test on both stores with a fake engine behind the API.
 func withEngine(t *testing.T, test func(t *testing.T, e *env, f *fakeEngine)) {
 	t.Parallel()
@@ -296,5 +303,33 @@ func TestEventRateLimitIsSeparate(t *testing.T) {
 	}, func(o *api.Options) {
 		o.Engine = &fakeEngine{}
 		o.EventRateLimit, o.EventRateBurst = 0.001, 2
+	})
+}
+
+func TestClusterView(t *testing.T) {
+	withEngine(t, func(t *testing.T, e *env, _ *fakeEngine) {
+		v := ok[struct {
+			Self    string `json:"self"`
+			Members []struct {
+				ID          string           `json:"id"`
+				State       string           `json:"state"`
+				Self        bool             `json:"self"`
+				Activations map[string]int64 `json:"activations"`
+				Error       string           `json:"error"`
+			} `json:"members"`
+		}](e.do("GET", "/cluster", nil), http.StatusOK)
+		if v.Self != "a" || len(v.Members) != 2 || !v.Members[0].Self || v.Members[0].Activations["instance"] != 2 {
+			t.Fatalf("cluster view %+v", v)
+		}
+		if m := v.Members[1]; m.State != "suspect" || m.Activations != nil || m.Error == "" {
+			t.Fatalf("an unanswering member is %+v, want its error and no counts", m)
+		}
+		e.as("kal_wrong", "GET", "/cluster", nil).fails(http.StatusUnauthorized, "invalid_api_key")
+	})
+}
+
+func TestClusterViewWithoutEngine(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		e.do("GET", "/cluster", nil).fails(http.StatusServiceUnavailable, "engine_unavailable")
 	})
 }

@@ -213,6 +213,7 @@ func (s *Server) routes() {
 	g.POST("/batch", s.segmentBatch, segment...)
 	g.POST("/journeys/:id/trigger", s.triggerJourney, engine...)
 	g.POST("/webhooks/:journey_id", s.webhookEntry, engine...)
+	g.GET("/cluster", s.getCluster, engine...)
 	for _, action := range []string{actors.ActionPause, actors.ActionResume, actors.ActionCancel} {
 		g.POST("/instances/:id/"+action, s.instanceAction(action), engine...)
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -20,18 +21,61 @@ type lookup struct {
 	cache  *pcluster.PidCacheValue
 	rdv    atomic.Pointer[pcluster.Rendezvous]
 	sub    *eventstream.Subscription
+
+	// departures are closed when their member leaves the topology, so requests waiting on a member that
+	// died fail when the cluster notices instead of at their deadline.
+	mu         sync.Mutex
+	members    map[string]bool
+	departures map[string]chan struct{}
 }
 
 func newLookup(c *pcluster.Cluster) *lookup {
-	l := &lookup{system: c.ActorSystem, cache: c.PidCache}
+	l := &lookup{system: c.ActorSystem, cache: c.PidCache, departures: map[string]chan struct{}{}}
 	l.sub = c.ActorSystem.EventStream.Subscribe(func(evt any) {
 		if t, ok := evt.(*pcluster.ClusterTopology); ok {
 			r := pcluster.NewRendezvous()
 			r.UpdateMembers(t.Members)
 			l.rdv.Store(r)
+			l.updateMembers(t.Members)
 		}
 	})
 	return l
+}
+
+func (l *lookup) updateMembers(members []*pcluster.Member) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.members = make(map[string]bool, len(members))
+	for _, m := range members {
+		l.members[m.Address()] = true
+	}
+	for addr, ch := range l.departures {
+		if !l.members[addr] {
+			close(ch)
+			delete(l.departures, addr)
+		}
+	}
+}
+
+// departed returns a channel closed once the member at address is not part of the topology; a local
+// address never departs.
+func (l *lookup) departed(address string) <-chan struct{} {
+	if address == l.system.Address() {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.members != nil && !l.members[address] {
+		gone := make(chan struct{})
+		close(gone)
+		return gone
+	}
+	ch, ok := l.departures[address]
+	if !ok {
+		ch = make(chan struct{})
+		l.departures[address] = ch
+	}
+	return ch
 }
 
 func (l *lookup) close() {
@@ -52,7 +96,7 @@ func (l *lookup) pid(ctx context.Context, identity, kind string) (*actor.PID, er
 		return nil, &UnavailableError{Reason: fmt.Sprintf("no member hosts kind %q", kind)}
 	}
 	reply, err := request(ctx, l.system, actor.NewPID(owner, disthash.PartitionActivatorActorName),
-		&pcluster.ActivationRequest{ClusterIdentity: ci})
+		&pcluster.ActivationRequest{ClusterIdentity: ci}, l.departed(owner))
 	if err != nil {
 		return nil, fmt.Errorf("activate %s/%s on %s: %w", kind, identity, owner, err)
 	}

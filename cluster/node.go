@@ -4,9 +4,12 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +18,9 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -35,6 +41,20 @@ type Config struct {
 	LibraryLogLevel slog.Leveler
 	// RequestTimeout bounds Ask and Tell when the caller's context has no deadline. Default 5 s.
 	RequestTimeout time.Duration
+	// AdvertiseHost is the host other members dial for gRPC; default Host.
+	AdvertiseHost string
+	// Gossip, when its Bind is set, makes the node a member of a multi-node cluster over memberlist;
+	// otherwise the node is a cluster of one.
+	Gossip Gossip
+	// ServerTLS and ClientTLS, when set, secure the gRPC traffic between members (set both, with client
+	// certificates required, for mutual TLS).
+	ServerTLS, ClientTLS *tls.Config
+	// OnStall is called when the process was paused longer than the gossip suspicion timeout (see
+	// watchStalls); it should end the process. Only multi-node clusters watch for stalls. Default: log
+	// and exit with status 75.
+	OnStall func(gap time.Duration)
+	// Registerer receives the cluster's metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 func (c Config) withDefaults() Config {
@@ -53,6 +73,17 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 5 * time.Second
 	}
+	if c.AdvertiseHost == "" {
+		c.AdvertiseHost = c.Host
+	}
+	if c.OnStall == nil {
+		logger := c.Logger
+		c.OnStall = func(gap time.Duration) {
+			logger.Error("cluster: process was paused past the suspicion timeout; exiting to rejoin as a new member",
+				slog.Duration("pause", gap))
+			os.Exit(75)
+		}
+	}
 	return c
 }
 
@@ -64,6 +95,10 @@ type Node struct {
 	cluster  *pcluster.Cluster
 	provider *provider
 	lookup   *lookup
+	source   membership
+	metrics  *metrics
+	stats    *actor.PID
+	startAt  time.Time
 
 	// started is closed when the library's StartMember returns, which is about a second after the node is
 	// usable (see Start).
@@ -96,8 +131,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		actor.WithDeadLetterRequestLogging(false),
 	)
 
-	prov := newProvider(singleMember{}, logger)
-	pcfg := pcluster.Configure(cfg.Name, prov, disthash.New(), remote.Configure(cfg.Host, cfg.Port),
+	var source membership = &singleMember{}
+	if cfg.Gossip.Bind != "" {
+		source = newGossipMembership(cfg.Gossip, logger)
+	}
+	m := newMetrics(cfg.Registerer)
+	prov := newProvider(source, logger, m.topologyApplied)
+	pcfg := pcluster.Configure(cfg.Name, prov, disthash.New(), remote.Configure(cfg.Host, cfg.Port, remoteOptions(cfg)...),
 		pcluster.WithKinds(cfg.Kinds...),
 		pcluster.WithRequestTimeout(cfg.RequestTimeout),
 	)
@@ -107,6 +147,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		logger:   logger,
 		system:   system,
 		provider: prov,
+		source:   source,
+		metrics:  m,
+		startAt:  time.Now(),
 		started:  make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
@@ -115,6 +158,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.lookup = newLookup(n.cluster)
+	m.watchKinds(n.cluster, cfg.Kinds)
+	n.stats, _ = system.Root.SpawnNamed(actor.PropsFromFunc(n.answerStats), statsActorName)
 
 	go n.startMember()
 
@@ -140,8 +185,31 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}()
 		return nil, fmt.Errorf("cluster: start: %w", ctx.Err())
 	}
+	if cfg.Gossip.Bind != "" {
+		limit := cfg.Gossip.SuspicionTimeout()
+		ticker := time.NewTicker(limit / 4)
+		go func() {
+			defer ticker.Stop()
+			watchStalls(ticker.C, limit, cfg.OnStall, n.stopped)
+		}()
+	}
 	n.logger.Info("cluster node started", slog.String("address", system.Address()), slog.String("id", system.ID))
 	return n, nil
+}
+
+// remoteOptions are the gRPC settings of the remote: the advertised address and TLS.
+func remoteOptions(cfg Config) []remote.ConfigOption {
+	var opts []remote.ConfigOption
+	if cfg.AdvertiseHost != cfg.Host {
+		opts = append(opts, remote.WithAdvertisedHost(net.JoinHostPort(cfg.AdvertiseHost, strconv.Itoa(cfg.Port))))
+	}
+	if cfg.ServerTLS != nil {
+		opts = append(opts, remote.WithServerOptions(grpc.Creds(credentials.NewTLS(cfg.ServerTLS))))
+	}
+	if cfg.ClientTLS != nil {
+		opts = append(opts, remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(cfg.ClientTLS))))
+	}
+	return opts
 }
 
 // newCluster turns the library's construction panics into an error.

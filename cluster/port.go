@@ -58,6 +58,14 @@ func (n *Node) Ask(ctx context.Context, identity, kind string, msg proto.Message
 	ctx, cancel := n.bound(ctx)
 	defer cancel()
 
+	reply, err := n.askRetrying(ctx, identity, kind, msg, cfg)
+	if err != nil {
+		n.metrics.askFailed(err)
+	}
+	return reply, err
+}
+
+func (n *Node) askRetrying(ctx context.Context, identity, kind string, msg proto.Message, cfg callConfig) (proto.Message, error) {
 	delay := cfg.delay
 	for attempt := 0; ; attempt++ {
 		reply, err := n.askOnce(ctx, identity, kind, msg)
@@ -87,7 +95,10 @@ func (n *Node) askOnce(ctx context.Context, identity, kind string, msg proto.Mes
 		if err != nil {
 			return nil, fmt.Errorf("ask %s/%s: lookup: %w", kind, identity, err)
 		}
-		reply, err := request(ctx, n.system, pid, msg)
+		reply, err := request(ctx, n.system, pid, msg, n.lookup.departed(pid.Address))
+		if errors.Is(err, errMemberLeft) {
+			n.lookup.forget(identity, kind, pid)
+		}
 		if errors.Is(err, errDeadLetter) {
 			n.lookup.forget(identity, kind, pid)
 			// The placement actor learns of the stop asynchronously and may hand out the same PID again.
@@ -134,10 +145,15 @@ func (n *Node) bound(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, n.cfg.RequestTimeout)
 }
 
-// request sends msg to pid with a private reply address and waits for the first answer or ctx. Unlike
-// RootContext.RequestFuture it observes cancellation as well as the deadline, and a reply that arrives
-// after we gave up finds the address gone and becomes a dead letter instead of racing our read.
-func request(ctx context.Context, system *actor.ActorSystem, pid *actor.PID, msg any) (any, error) {
+// errMemberLeft reports a request to a member that left the topology (died, or drained) before it
+// answered: the message may or may not have been handled there.
+var errMemberLeft = &UnavailableError{Reason: "the member left the cluster before answering"}
+
+// request sends msg to pid with a private reply address and waits for the first answer, ctx, or
+// departed closing (the target's member left). Unlike RootContext.RequestFuture it observes
+// cancellation as well as the deadline, and a reply that arrives after we gave up finds the address gone
+// and becomes a dead letter instead of racing our read.
+func request(ctx context.Context, system *actor.ActorSystem, pid *actor.PID, msg any, departed <-chan struct{}) (any, error) {
 	rp := &replyProcess{ch: make(chan any, 1)}
 	self, _ := system.ProcessRegistry.Add(rp, "ask"+system.ProcessRegistry.NextId())
 	defer system.ProcessRegistry.Remove(self)
@@ -149,6 +165,8 @@ func request(ctx context.Context, system *actor.ActorSystem, pid *actor.PID, msg
 			return nil, errDeadLetter
 		}
 		return m, nil
+	case <-departed:
+		return nil, errMemberLeft
 	case <-ctx.Done():
 		return nil, ctxErr(ctx)
 	}

@@ -16,24 +16,39 @@ import (
 type membership interface {
 	join(self *pcluster.Member, updates chan<- []*pcluster.Member) error
 	leave() error
+	// members is the source's current view, for visibility.
+	members() []MemberState
 }
 
 // singleMember is the membership of a one-node cluster: this member, once.
-type singleMember struct{}
+type singleMember struct {
+	self atomic.Pointer[pcluster.Member]
+}
 
-func (singleMember) join(self *pcluster.Member, updates chan<- []*pcluster.Member) error {
+func (s *singleMember) join(self *pcluster.Member, updates chan<- []*pcluster.Member) error {
+	s.self.Store(self)
 	updates <- []*pcluster.Member{self}
 	return nil
 }
 
-func (singleMember) leave() error { return nil }
+func (*singleMember) leave() error { return nil }
+
+func (s *singleMember) members() []MemberState {
+	self := s.self.Load()
+	if self == nil {
+		return nil
+	}
+	return []MemberState{{ID: self.Id, Address: self.Address(), State: "alive", Kinds: self.Kinds}}
+}
 
 // provider is our pcluster.ClusterProvider. One goroutine applies snapshots with
 // MemberList.UpdateClusterTopology because the library's member list and identity lookup are not safe
 // against concurrent topology updates.
 type provider struct {
-	source  membership
-	logger  *slog.Logger
+	source membership
+	logger *slog.Logger
+	// applied is told the size of every topology applied (metrics); may be nil.
+	applied func(members int)
 	updates chan []*pcluster.Member
 	ready   chan struct{}
 	done    chan struct{}
@@ -46,10 +61,11 @@ type provider struct {
 
 var _ pcluster.ClusterProvider = (*provider)(nil)
 
-func newProvider(source membership, logger *slog.Logger) *provider {
+func newProvider(source membership, logger *slog.Logger, applied func(int)) *provider {
 	return &provider{
-		source: source,
-		logger: logger,
+		source:  source,
+		logger:  logger,
+		applied: applied,
 		// One slot lets a source publish before the apply loop is scheduled without blocking StartMember.
 		updates: make(chan []*pcluster.Member, 1),
 		ready:   make(chan struct{}),
@@ -98,6 +114,9 @@ func (p *provider) apply(ml *pcluster.MemberList) {
 		case members := <-p.updates:
 			ml.UpdateClusterTopology(members)
 			p.logger.Debug("cluster topology applied", slog.Int("members", len(members)))
+			if p.applied != nil {
+				p.applied(len(members))
+			}
 			p.readyOnce.Do(func() { close(p.ready) })
 		case <-p.done:
 			return

@@ -6,6 +6,8 @@ package config
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -14,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +36,38 @@ type Config struct {
 	RateBurst        int
 	ShutdownTimeout  time.Duration
 	BootstrapTenant  string
+	Cluster          Cluster
+}
+
+// Cluster is the membership of a multi-node deployment; an empty Bind runs
+// a single node.
+type Cluster struct {
+	Bind          string
+	Advertise     string
+	Seeds         []string
+	GRPCPort      int
+	ProbeInterval time.Duration
+	SuspicionMult int
+	SecretKey     []byte
+	TLSCert       string
+	TLSKey        string
+	TLSCA         string
+}
+
+// Enabled reports whether this node joins a multi-node cluster.
+func (c Cluster) Enabled() bool { return c.Bind != "" }
+
+// GRPCAddress is the host:port the node's gRPC listens on, and the one it
+// advertises: the gossip hosts with GRPCPort, by default the gossip port + 1.
+func (c Cluster) GRPCAddress() (listen, advertise string) {
+	port := c.GRPCPort
+	bindHost, bindPort, _ := net.SplitHostPort(c.Bind)
+	if port == 0 {
+		p, _ := strconv.Atoi(bindPort)
+		port = p + 1
+	}
+	advHost, _, _ := net.SplitHostPort(cmp.Or(c.Advertise, c.Bind))
+	return net.JoinHostPort(bindHost, strconv.Itoa(port)), net.JoinHostPort(advHost, strconv.Itoa(port))
 }
 
 // setting describes one configuration key. Its env variable and flag are
@@ -110,6 +145,111 @@ var settings = []setting{
 		c.BootstrapTenant = v
 		return nil
 	}},
+	{"cluster_bind", "", "host:port of this node's gossip (memberlist); empty runs a single node", func(c *Config, v string) error {
+		if v == "" {
+			c.Cluster.Bind = ""
+			return nil
+		}
+		return fixedAddress(v, &c.Cluster.Bind)
+	}},
+	{"cluster_advertise", "", "host:port the other nodes reach this node's gossip at; default cluster_bind", func(c *Config, v string) error {
+		if v == "" {
+			c.Cluster.Advertise = ""
+			return nil
+		}
+		return fixedAddress(v, &c.Cluster.Advertise)
+	}},
+	{"cluster_seeds", "", "comma-separated gossip addresses (host:port) of nodes to join", func(c *Config, v string) error {
+		c.Cluster.Seeds = nil
+		for _, seed := range strings.Split(v, ",") {
+			if seed = strings.TrimSpace(seed); seed == "" {
+				continue
+			}
+			var addr string
+			if err := fixedAddress(seed, &addr); err != nil {
+				return fmt.Errorf("seed %q: %w", seed, err)
+			}
+			c.Cluster.Seeds = append(c.Cluster.Seeds, addr)
+		}
+		return nil
+	}},
+	{"cluster_grpc_port", "0", "port of the gRPC traffic between nodes, on the gossip hosts; 0 is the gossip port + 1", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 65535 {
+			return errors.New("want a port number, or 0 for the gossip port + 1")
+		}
+		c.Cluster.GRPCPort = n
+		return nil
+	}},
+	{"cluster_probe_interval", "1s", "how often a node probes another; failures are detected in about interval × (1 + suspicion mult)", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Millisecond {
+			return errors.New("want a duration of at least 10ms such as 1s")
+		}
+		c.Cluster.ProbeInterval = d
+		return nil
+	}},
+	{"cluster_suspicion_mult", "4", "how many probe intervals a suspected node has to refute before it is declared dead", func(c *Config, v string) error {
+		return positiveInt(v, &c.Cluster.SuspicionMult)
+	}},
+	{"cluster_secret_key", "", "base64 of a 16, 24 or 32-byte key that encrypts and authenticates gossip", func(c *Config, v string) error {
+		if v == "" {
+			c.Cluster.SecretKey = nil
+			return nil
+		}
+		key, err := base64.StdEncoding.DecodeString(v)
+		if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
+			return errors.New("want the base64 of 16, 24 or 32 random bytes (openssl rand -base64 32)")
+		}
+		c.Cluster.SecretKey = key
+		return nil
+	}},
+	{"cluster_tls_cert", "", "PEM certificate of this node for mutual TLS between nodes (with cluster_tls_key and cluster_tls_ca)", func(c *Config, v string) error {
+		c.Cluster.TLSCert = v
+		return nil
+	}},
+	{"cluster_tls_key", "", "PEM private key of cluster_tls_cert", func(c *Config, v string) error {
+		c.Cluster.TLSKey = v
+		return nil
+	}},
+	{"cluster_tls_ca", "", "PEM CA certificate that signs every node's certificate", func(c *Config, v string) error {
+		c.Cluster.TLSCA = v
+		return nil
+	}},
+}
+
+// validate checks what no single setting can: how settings fit together.
+func (c Config) validate() error {
+	cl := c.Cluster
+	tls := []string{cl.TLSCert, cl.TLSKey, cl.TLSCA}
+	if slices.Contains(tls, "") && slices.ContainsFunc(tls, func(s string) bool { return s != "" }) {
+		return errors.New("config: cluster_tls_cert, cluster_tls_key and cluster_tls_ca go together: set all three or none")
+	}
+	if !cl.Enabled() {
+		if cl.Advertise != "" || len(cl.Seeds) > 0 || cl.TLSCert != "" || cl.SecretKey != nil {
+			return errors.New("config: cluster settings are set but cluster_bind is empty: set cluster_bind to run a cluster")
+		}
+		return nil
+	}
+	if c.DatabaseURL == "" {
+		return errors.New("config: a cluster needs PostgreSQL: cluster_bind is set but database_url is empty (the embedded SQLite store serves a single node)")
+	}
+	if _, p, _ := net.SplitHostPort(cl.Bind); cl.GRPCPort == 0 && p == "65535" {
+		return errors.New("config: cluster_bind port 65535 leaves no port for gRPC: set cluster_grpc_port")
+	}
+	return nil
+}
+
+// fixedAddress accepts host:port with a host and a port other than 0: the
+// other nodes must be able to dial it.
+func fixedAddress(v string, dst *string) error {
+	host, port, err := net.SplitHostPort(v)
+	n, perr := strconv.Atoi(port)
+	if err != nil || host == "" || perr != nil || n <= 0 || n > 65535 {
+		return errors.New("want host:port with a host and a non-zero port, such as 10.0.0.5:7946")
+	}
+	*dst = v
+	return nil
 }
 
 // EnvName is the environment variable of a key: KALCIFER_ and the key in capitals.
@@ -172,7 +312,10 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 			}
 		}
 	})
-	return c, flagErr
+	if flagErr != nil {
+		return Config{}, flagErr
+	}
+	return c, c.validate()
 }
 
 func applyFile(c *Config, path string) error {

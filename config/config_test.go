@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"flag"
 	"log/slog"
 	"os"
@@ -118,6 +119,54 @@ func TestREADMEDocumentsEverySetting(t *testing.T) {
 		row := "| `" + s.Key + "` | `" + s.Env + "` | `" + s.Flag + "` | "
 		if !strings.Contains(string(readme), row) {
 			t.Errorf("README's configuration table has no row starting %q", row)
+		}
+	}
+}
+
+func TestClusterSettings(t *testing.T) {
+	pg := "postgres://k@db/k"
+	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	c, err := load(t, map[string]string{
+		"KALCIFER_DATABASE_URL":           pg,
+		"KALCIFER_CLUSTER_BIND":           "0.0.0.0:7946",
+		"KALCIFER_CLUSTER_ADVERTISE":      "10.0.0.5:7946",
+		"KALCIFER_CLUSTER_SEEDS":          "10.0.0.5:7946, 10.0.0.6:7946,",
+		"KALCIFER_CLUSTER_PROBE_INTERVAL": "200ms",
+		"KALCIFER_CLUSTER_SECRET_KEY":     key,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Cluster
+	if !cl.Enabled() || len(cl.Seeds) != 2 || cl.Seeds[1] != "10.0.0.6:7946" || cl.ProbeInterval != 200*time.Millisecond ||
+		cl.SuspicionMult != 4 || len(cl.SecretKey) != 32 {
+		t.Fatalf("cluster %+v", cl)
+	}
+	if listen, adv := cl.GRPCAddress(); listen != "0.0.0.0:7947" || adv != "10.0.0.5:7947" {
+		t.Fatalf("gRPC %s advertised as %s, want the gossip port + 1", listen, adv)
+	}
+	cl.GRPCPort = 9000
+	if listen, adv := cl.GRPCAddress(); listen != "0.0.0.0:9000" || adv != "10.0.0.5:9000" {
+		t.Fatalf("gRPC %s advertised as %s, want port 9000", listen, adv)
+	}
+
+	bad := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"KALCIFER_CLUSTER_BIND": "127.0.0.1:7946"}, "a cluster needs PostgreSQL"},
+		{map[string]string{"KALCIFER_DATABASE_URL": pg, "KALCIFER_CLUSTER_BIND": ":7946"}, "KALCIFER_CLUSTER_BIND"},
+		{map[string]string{"KALCIFER_DATABASE_URL": pg, "KALCIFER_CLUSTER_BIND": "127.0.0.1:0"}, "non-zero port"},
+		{map[string]string{"KALCIFER_DATABASE_URL": pg, "KALCIFER_CLUSTER_BIND": "127.0.0.1:7946", "KALCIFER_CLUSTER_SEEDS": "a:1,b"}, `seed "b"`},
+		{map[string]string{"KALCIFER_DATABASE_URL": pg, "KALCIFER_CLUSTER_BIND": "127.0.0.1:7946", "KALCIFER_CLUSTER_SECRET_KEY": "c2hvcnQ="}, "16, 24 or 32"},
+		{map[string]string{"KALCIFER_DATABASE_URL": pg, "KALCIFER_CLUSTER_BIND": "127.0.0.1:7946", "KALCIFER_CLUSTER_TLS_CERT": "c.pem"}, "set all three or none"},
+		{map[string]string{"KALCIFER_DATABASE_URL": pg, "KALCIFER_CLUSTER_BIND": "127.0.0.1:65535"}, "cluster_grpc_port"},
+		{map[string]string{"KALCIFER_CLUSTER_SEEDS": "10.0.0.5:7946"}, "cluster_bind is empty"},
+		{map[string]string{"KALCIFER_DATABASE_URL": pg, "KALCIFER_CLUSTER_BIND": "127.0.0.1:7946", "KALCIFER_CLUSTER_PROBE_INTERVAL": "1ms"}, "at least 10ms"},
+	}
+	for _, b := range bad {
+		if _, err := load(t, b.env); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%v: error %v, want one mentioning %q", b.env, err, b.want)
 		}
 	}
 }

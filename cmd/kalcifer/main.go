@@ -181,9 +181,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ccfg, err := clusterConfig(cfg.Cluster)
+	if err != nil {
+		return err
+	}
 	registry := nodes.Default()
 	metrics := prometheus.NewRegistry()
-	rt, err := actors.Start(ctx, actors.Options{Store: st, Nodes: registry, Logger: logger, Registerer: metrics})
+	rt, err := actors.Start(ctx, actors.Options{Store: st, Nodes: registry, Logger: logger, Registerer: metrics, Cluster: ccfg})
 	if err != nil {
 		return fmt.Errorf("start the engine: %w", err)
 	}

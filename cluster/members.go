@@ -1,0 +1,82 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/kalcifer/kalcifer/actors/actorpb"
+)
+
+// statsActorName is the actor every member runs to report what it hosts.
+const statsActorName = "kalcifer-stats"
+
+// MemberState is one member as this node sees it.
+type MemberState struct {
+	// ID is the member's actor system id, new at every process start.
+	ID string `json:"id"`
+	// Address is the member's gRPC address.
+	Address string `json:"address"`
+	// Gossip is the member's memberlist address; empty on a single node.
+	Gossip string `json:"gossip,omitempty"`
+	// State is the gossip state: alive, suspect, dead or left.
+	State string   `json:"state"`
+	Kinds []string `json:"kinds"`
+	// Self marks the member that answered.
+	Self bool `json:"self"`
+	// Activations are the member's active grains by kind, as the member reported them; nil when it did
+	// not answer (Error says why).
+	Activations map[string]int64 `json:"activations"`
+	StartedAt   *time.Time       `json:"started_at,omitempty"`
+	Error       string           `json:"error,omitempty"`
+}
+
+// Members returns the gossip view of the cluster with each member's own count of its grains, asked of
+// every member in parallel within ctx.
+func (n *Node) Members(ctx context.Context) []MemberState {
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
+	members := n.source.members()
+	var wg sync.WaitGroup
+	for i := range members {
+		m := &members[i]
+		m.Self = m.ID == n.system.ID
+		if m.State != "alive" && m.State != "suspect" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reply, err := request(ctx, n.system, actor.NewPID(m.Address, statsActorName), &actorpb.MemberStatsRequest{}, nil)
+			stats, ok := reply.(*actorpb.MemberStats)
+			switch {
+			case err != nil:
+				m.Error = err.Error()
+			case !ok:
+				m.Error = "unexpected reply"
+			default:
+				m.Activations = stats.GetActivations()
+				started := time.UnixMilli(stats.GetStartedAtMs()).UTC()
+				m.StartedAt = &started
+			}
+		}()
+	}
+	wg.Wait()
+	return members
+}
+
+// answerStats is the stats actor's behaviour.
+func (n *Node) answerStats(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actorpb.MemberStatsRequest); !ok {
+		return
+	}
+	counts := map[string]int64{}
+	for _, k := range n.cfg.Kinds {
+		if ak := n.cluster.GetClusterKind(k.Kind); ak != nil {
+			counts[k.Kind] = int64(ak.Count())
+		}
+	}
+	ctx.Respond(&actorpb.MemberStats{Id: n.system.ID, Activations: counts, StartedAtMs: n.startAt.UnixMilli()})
+}
