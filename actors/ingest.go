@@ -168,7 +168,7 @@ func (r *Runtime) Enrol(ctx context.Context, tenant store.Tenant, journeyID, ent
 		reply, err := ask[*actorpb.EnrolReply](ctx, r.node, identity(tenant.ID, customer.ID), KindCustomer, &actorpb.Enrol{
 			TenantId: tenant.ID, CustomerId: customer.ID, JourneyId: journeyID, EntryKey: t.Key,
 			EntryType: entryType, DataJson: data,
-		})
+		}, idempotent)
 		var ge *cluster.GrainError
 		if errors.As(err, &ge) {
 			results[i].Error = &Error{Code: ge.Code, Message: ge.Message}

@@ -208,19 +208,26 @@ func (r *Runtime) Members(ctx context.Context) []cluster.MemberState { return r.
 // Port is how the API reaches grains.
 func (r *Runtime) Port() cluster.Port { return r.node }
 
-func (r *Runtime) askInstance(ctx context.Context, m *actorpb.InstanceTrigger) (*actorpb.InstanceReply, error) {
-	return ask[*actorpb.InstanceReply](ctx, r.node, identity(m.GetTenantId(), m.GetInstanceId()), KindInstance, m)
+// idempotent lets an ask be sent again, within its deadline, after a
+// retryable failure such as the grain's member leaving the cluster before
+// it answered. Only messages safe to handle twice take it: enrolments
+// (keyed by their entry), events (deduplicated by id), timers and
+// continues (ignored once stale), and reads.
+var idempotent = cluster.WithRetry(3, 50*time.Millisecond)
+
+func (r *Runtime) askInstance(ctx context.Context, m *actorpb.InstanceTrigger, opts ...cluster.CallOption) (*actorpb.InstanceReply, error) {
+	return ask[*actorpb.InstanceReply](ctx, r.node, identity(m.GetTenantId(), m.GetInstanceId()), KindInstance, m, opts...)
 }
 
 func (r *Runtime) journeyInfo(ctx context.Context, tenantID, journeyID string) (*actorpb.JourneyInfo, error) {
 	return ask[*actorpb.JourneyInfo](ctx, r.node, identity(tenantID, journeyID), KindJourney,
-		&actorpb.JourneyInfoRequest{TenantId: tenantID, JourneyId: journeyID})
+		&actorpb.JourneyInfoRequest{TenantId: tenantID, JourneyId: journeyID}, idempotent)
 }
 
 // ask sends a request and checks the reply's type.
-func ask[T proto.Message](ctx context.Context, port cluster.Port, id, kind string, msg proto.Message) (T, error) {
+func ask[T proto.Message](ctx context.Context, port cluster.Port, id, kind string, msg proto.Message, opts ...cluster.CallOption) (T, error) {
 	var zero T
-	reply, err := port.Ask(ctx, id, kind, msg)
+	reply, err := port.Ask(ctx, id, kind, msg, opts...)
 	if err != nil {
 		return zero, err
 	}
@@ -281,7 +288,7 @@ func (r *Runtime) continueLater(tenantID, instanceID string) {
 		defer cancel()
 		if _, err := r.askInstance(ctx, &actorpb.InstanceTrigger{
 			TenantId: tenantID, InstanceId: instanceID, Kind: actorpb.InstanceTrigger_KIND_CONTINUE,
-		}); err != nil {
+		}, idempotent); err != nil {
 			r.log.Warn("continue instance", "tenant_id", tenantID, "instance_id", instanceID, "error", err)
 		}
 	}()
@@ -290,7 +297,7 @@ func (r *Runtime) continueLater(tenantID, instanceID string) {
 func (r *Runtime) fireTimer(ctx context.Context, t store.Timer) error {
 	_, err := r.askInstance(ctx, &actorpb.InstanceTrigger{
 		TenantId: t.TenantID, InstanceId: t.InstanceID, Kind: actorpb.InstanceTrigger_KIND_TIMER, TokenId: t.TokenID,
-	})
+	}, idempotent)
 	return err
 }
 
@@ -300,7 +307,7 @@ func (r *Runtime) routeEvent(ctx context.Context, e store.Event) error {
 		return err
 	}
 	_, err = ask[*actorpb.CustomerEventReply](ctx, r.node, identity(e.TenantID, e.CustomerID), KindCustomer,
-		&actorpb.CustomerEvent{TenantId: e.TenantID, CustomerId: e.CustomerID, EventJson: data})
+		&actorpb.CustomerEvent{TenantId: e.TenantID, CustomerId: e.CustomerID, EventJson: data}, idempotent)
 	return err
 }
 
@@ -351,7 +358,7 @@ func (rc recovery) pass(ctx context.Context, cutoff time.Time) error {
 			// is tried again at the next pass.
 			if _, err := rc.r.askInstance(ctx, &actorpb.InstanceTrigger{
 				TenantId: in.TenantID, InstanceId: in.ID, Kind: actorpb.InstanceTrigger_KIND_CONTINUE,
-			}); err != nil && ctx.Err() == nil {
+			}, idempotent); err != nil && ctx.Err() == nil {
 				rc.r.log.Warn("recover instance", "tenant_id", in.TenantID, "instance_id", in.ID, "error", err)
 			}
 		}

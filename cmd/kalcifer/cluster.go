@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+
+	sockaddr "github.com/hashicorp/go-sockaddr"
 
 	"github.com/kalcifer/kalcifer/cluster"
 	"github.com/kalcifer/kalcifer/config"
@@ -23,19 +26,44 @@ func clusterConfig(c config.Cluster) (cluster.Config, error) {
 	host, portText, _ := net.SplitHostPort(listen)
 	advHost, _, _ := net.SplitHostPort(advertise)
 	port, _ := strconv.Atoi(portText)
+	ip, err := advertiseIP(advHost)
+	if err != nil {
+		return cluster.Config{}, err
+	}
+	_, gossipPort, _ := net.SplitHostPort(cmp.Or(c.Advertise, c.Bind))
 	cc := cluster.Config{
-		Host: host, Port: port, AdvertiseHost: advHost,
+		Host: host, Port: port, AdvertiseHost: ip,
 		Gossip: cluster.Gossip{
-			Bind: c.Bind, Advertise: c.Advertise, Seeds: c.Seeds,
+			Bind: c.Bind, Advertise: net.JoinHostPort(ip, gossipPort), Seeds: c.Seeds,
 			ProbeInterval: c.ProbeInterval, SuspicionMult: c.SuspicionMult, SecretKey: c.SecretKey,
 		},
 	}
 	if c.TLSCert == "" {
 		return cc, nil
 	}
-	var err error
 	cc.ServerTLS, cc.ClientTLS, err = mutualTLS(c.TLSCert, c.TLSKey, c.TLSCA)
 	return cc, err
+}
+
+// advertiseIP is the address the other nodes dial, which memberlist needs as an IP: a host name is
+// resolved (a container's service name), and a wildcard bind (0.0.0.0) advertises this machine's private
+// address, as memberlist itself would choose.
+func advertiseIP(host string) (string, error) {
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		return host, nil
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		private, err := sockaddr.GetPrivateIP()
+		if err != nil || private == "" {
+			return "", fmt.Errorf("cluster: no private address to advertise for the wildcard bind %s (set cluster_advertise): %v", host, err)
+		}
+		return private, nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return "", fmt.Errorf("cluster: resolve advertised host %q: %v", host, err)
+	}
+	return ips[0].String(), nil
 }
 
 // mutualTLS loads the node's certificate and the cluster CA: servers require a client certificate the CA

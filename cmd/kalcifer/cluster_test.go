@@ -38,7 +38,7 @@ import (
 
 // testCluster is a set of kalcifer processes sharing a database.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	env   []string
 	nodes []*clusterNode
 	key   string
@@ -59,7 +59,7 @@ type clusterNode struct {
 // clusterProbe is the gossip probe interval of the test clusters; the watchdog limit is probe × 4.
 const clusterProbe = 200 * time.Millisecond
 
-func startCluster(t *testing.T, n int, probe time.Duration) *testCluster {
+func startCluster(t testing.TB, n int, probe time.Duration) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
 	cert, key, ca := writeClusterPKI(t, dir)
@@ -131,7 +131,7 @@ func (n *clusterNode) grpcAddress() string {
 func (c *testCluster) live() []*clusterNode {
 	var out []*clusterNode
 	for _, n := range c.nodes {
-		if !n.server().stopped {
+		if !n.server().stopped.Load() {
 			out = append(out, n)
 		}
 	}
@@ -284,11 +284,30 @@ func (c *testCluster) enrol(journeyID, idemKey string, customers []string, start
 // through any live node.
 func (c *testCluster) waitCompleted(journeyID string, want int, within time.Duration) {
 	c.t.Helper()
+	c.waitStatus(journeyID, "completed", want, within)
+	c.waitFor(within, func(s *server) (bool, string) {
+		pending := len(listAll(c.t, s, c.key, "/deliveries?status=pending&journey_id="+journeyID))
+		return pending == 0, fmt.Sprintf("%d deliveries still pending", pending)
+	})
+}
+
+// waitStatus waits until want instances of the journey have the status.
+func (c *testCluster) waitStatus(journeyID, status string, want int, within time.Duration) {
+	c.t.Helper()
+	c.waitFor(within, func(s *server) (bool, string) {
+		n := len(listAll(c.t, s, c.key, "/journeys/"+journeyID+"/instances?status="+status))
+		return n == want, fmt.Sprintf("%d of %d instances %s", n, want, status)
+	})
+}
+
+// waitFor polls done through a live node until it holds, failing with its last word and the nodes'
+// latest logs after within.
+func (c *testCluster) waitFor(within time.Duration, done func(*server) (bool, string)) {
+	c.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		s := c.live()[0].server()
-		done := len(listAll(c.t, s, c.key, "/journeys/"+journeyID+"/instances?status=completed"))
-		if done == want && len(listAll(c.t, s, c.key, "/deliveries?status=pending&journey_id="+journeyID)) == 0 {
+		ok, state := done(c.live()[0].server())
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -296,7 +315,7 @@ func (c *testCluster) waitCompleted(journeyID string, want int, within time.Dura
 			for i, n := range c.nodes {
 				fmt.Fprintf(&logs, "--- node %d ---\n%s\n", i, lastLines(n.server().stderr.String(), 30))
 			}
-			c.t.Fatalf("%d of %d instances completed after %s\n%s", done, want, within, logs.String())
+			c.t.Fatalf("after %s: %s\n%s", within, state, logs.String())
 		}
 		time.Sleep(250 * time.Millisecond) // polling real processes that run on real time
 	}
@@ -438,6 +457,16 @@ func TestClusterSpreadsGrains(t *testing.T) {
 	}
 	c.waitCompleted(journeyID, len(customers), 60*time.Second)
 	c.checkJourneyRan(journeyID, len(customers), -1)
+
+	code, metrics, err := tryCall(c.nodes[2].server(), http.MethodGet, "/metrics", "", "")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("metrics: %d %v", code, err)
+	}
+	for _, want := range []string{"kalcifer_cluster_members 3", `kalcifer_cluster_activations{kind="instance"}`, "kalcifer_cluster_rebalances_total"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }
 
 // TestClusterNodeKilled: SIGKILL one node while 1,000 customers are mid-journey (waits and sends): every
@@ -452,7 +481,7 @@ func TestClusterNodeKilled(t *testing.T) {
 
 // runNodeKill runs the kill scenario and returns the time from SIGKILL to the first successful request
 // to a grain the dead node owned, and how many such requests failed before.
-func runNodeKill(t *testing.T, probe time.Duration, customers int) (time.Duration, int) {
+func runNodeKill(t testing.TB, probe time.Duration, customers int) (time.Duration, int) {
 	c := startCluster(t, 3, probe)
 	journeyID := createAndPublish(t, c.nodes[0].server(), c.key, crashJourney)
 	probeJourney := createAndPublish(t, c.nodes[0].server(), c.key, waitingJourney)
@@ -527,7 +556,7 @@ func TestClusterStalledNodeIsFenced(t *testing.T) {
 	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	s.stopped = true // out of the live set: requests go to the others
+	s.stopped.Store(true) // out of the live set: requests go to the others
 	c.waitMembers(2, 30*time.Second)
 	time.Sleep(2 * time.Second) // stay frozen well past the suspicion timeout, as a stalled VM would
 	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
@@ -596,7 +625,7 @@ func TestClusterRollingRestart(t *testing.T) {
 }
 
 // freeTCPPort returns a loopback port free for TCP and UDP at the time of asking.
-func freeTCPPort(t *testing.T) int {
+func freeTCPPort(t testing.TB) int {
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -615,7 +644,7 @@ func freeTCPPort(t *testing.T) int {
 }
 
 // writeClusterPKI writes a CA and one node certificate for 127.0.0.1 signed by it.
-func writeClusterPKI(t *testing.T, dir string) (cert, key, ca string) {
+func writeClusterPKI(t testing.TB, dir string) (cert, key, ca string) {
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kalcifer test CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),

@@ -110,14 +110,14 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
-func (s *server) kill(t *testing.T) {
+func (s *server) kill(t testing.TB) {
 	t.Helper()
-	s.stopped = true
+	s.stopped.Store(true)
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
 	<-s.exited
 }
 
-func createAndPublish(t *testing.T, s *server, key, body string) string {
+func createAndPublish(t testing.TB, s *server, key, body string) string {
 	t.Helper()
 	var j struct {
 		ID string `json:"id"`
@@ -131,7 +131,7 @@ func createAndPublish(t *testing.T, s *server, key, body string) string {
 	return j.ID
 }
 
-func (s *server) call(t *testing.T, method, path, key, body string, out any) int {
+func (s *server) call(t testing.TB, method, path, key, body string, out any) int {
 	t.Helper()
 	req, _ := http.NewRequest(method, s.base+"/api/v1"+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+key)
@@ -156,7 +156,7 @@ func (s *server) call(t *testing.T, method, path, key, body string, out any) int
 }
 
 // listAll follows a list's pages.
-func listAll(t *testing.T, s *server, key, path string) []map[string]any {
+func listAll(t testing.TB, s *server, key, path string) []map[string]any {
 	t.Helper()
 	sep := "?"
 	if strings.Contains(path, "?") {

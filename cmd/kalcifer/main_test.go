@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ type server struct {
 	key     string // the bootstrap key, if one was printed
 	stderr  *syncBuffer
 	exited  chan error
-	stopped bool
+	stopped atomic.Bool
 }
 
 var (
@@ -55,7 +56,7 @@ var (
 )
 
 // startServer runs `kalcifer serve` and waits for its banner.
-func startServer(t *testing.T, dataDir string, env []string, args ...string) *server {
+func startServer(t testing.TB, dataDir string, env []string, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -119,12 +120,12 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func (s *server) stop(t *testing.T) {
+func (s *server) stop(t testing.TB) {
 	t.Helper()
-	if s.stopped {
+	if s.stopped.Load() {
 		return
 	}
-	s.stopped = true
+	s.stopped.Store(true)
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-s.exited:
