@@ -133,6 +133,11 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	instanceOpts.Supervisor = supervisor.NewGrainSupervisor(supervisor.GrainOptions{Policy: supervisor.Policy{Logger: opts.Logger}, OnGiveUp: r.giveUp})
 	ccfg := opts.Cluster
 	ccfg.Logger, ccfg.Registerer = opts.Logger, opts.Registerer
+	ccfg.OnBroadcast = func(m proto.Message) {
+		if changed, ok := m.(*actorpb.EntriesChanged); ok {
+			r.entries.invalidate(changed.GetTenantId())
+		}
+	}
 	ccfg.Kinds = []*pcluster.Kind{
 		Kind(KindInstance, grainFor(func(t, id string) Grain { return &instanceGrain{rt: r, tenantID: t, instanceID: id} }), instanceOpts),
 		Kind(KindCustomer, grainFor(func(t, id string) Grain { return &customerGrain{rt: r, tenantID: t, customerID: id} }), grainOpts),
@@ -435,9 +440,14 @@ func (e *escalation) crashed(journeyID string) bool {
 }
 
 // JourneyChanged tells the runtime a journey was published or changed
-// status, so new entries see it at once.
+// status, so new entries see it at once: every member of the cluster drops
+// the tenant's cached entry points before it returns.
 func (r *Runtime) JourneyChanged(ctx context.Context, tenantID, journeyID string) {
 	r.entries.invalidate(tenantID)
+	if err := r.node.Broadcast(ctx, &actorpb.EntriesChanged{TenantId: tenantID}); err != nil {
+		// A member that missed it sees the change when its cache expires.
+		r.log.Warn("tell the cluster a journey changed", "journey_id", journeyID, "error", err)
+	}
 	if err := r.node.Tell(ctx, identity(tenantID, journeyID), KindJourney,
 		&actorpb.JourneyRefresh{TenantId: tenantID, JourneyId: journeyID}); err != nil {
 		r.log.Warn("refresh journey grain", "journey_id", journeyID, "error", err)

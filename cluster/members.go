@@ -2,16 +2,19 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kalcifer/kalcifer/actors/actorpb"
 )
 
-// statsActorName is the actor every member runs to report what it hosts.
-const statsActorName = "kalcifer-stats"
+// memberActorName is the actor every member runs to report what it hosts and to take broadcasts.
+const memberActorName = "kalcifer-member"
 
 // MemberState is one member as this node sees it.
 type MemberState struct {
@@ -49,7 +52,7 @@ func (n *Node) Members(ctx context.Context) []MemberState {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reply, err := request(ctx, n.system, actor.NewPID(m.Address, statsActorName), &actorpb.MemberStatsRequest{}, nil)
+			reply, err := request(ctx, n.system, actor.NewPID(m.Address, memberActorName), &actorpb.MemberStatsRequest{}, nil)
 			stats, ok := reply.(*actorpb.MemberStats)
 			switch {
 			case err != nil:
@@ -67,11 +70,50 @@ func (n *Node) Members(ctx context.Context) []MemberState {
 	return members
 }
 
-// answerStats is the stats actor's behaviour.
-func (n *Node) answerStats(ctx actor.Context) {
-	if _, ok := ctx.Message().(*actorpb.MemberStatsRequest); !ok {
+// Broadcast delivers msg to every other alive member's OnBroadcast and returns once all have handled it,
+// or with the members that did not within ctx.
+func (n *Node) Broadcast(ctx context.Context, msg proto.Message) error {
+	ctx, cancel := n.bound(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, m := range n.source.members() {
+		if m.ID == n.system.ID || (m.State != "alive" && m.State != "suspect") {
+			continue
+		}
+		wg.Go(func() {
+			if _, err := request(ctx, n.system, actor.NewPID(m.Address, memberActorName), msg, n.lookup.departed(m.Address)); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("broadcast to %s: %w", m.Address, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// answerMember is the member actor's behaviour: stats on request, any other request to OnBroadcast.
+// Messages without a sender are the actor's own lifecycle.
+func (n *Node) answerMember(ctx actor.Context) {
+	if ctx.Sender() == nil {
 		return
 	}
+	switch msg := ctx.Message().(type) {
+	case *actorpb.MemberStatsRequest:
+		n.answerStats(ctx)
+	case proto.Message:
+		if n.cfg.OnBroadcast != nil {
+			n.cfg.OnBroadcast(msg)
+		}
+		ctx.Respond(&actorpb.BroadcastAck{})
+	}
+}
+
+func (n *Node) answerStats(ctx actor.Context) {
 	counts := map[string]int64{}
 	for _, k := range n.cfg.Kinds {
 		if ak := n.cluster.GetClusterKind(k.Kind); ak != nil {

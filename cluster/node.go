@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -55,6 +56,9 @@ type Config struct {
 	OnStall func(gap time.Duration)
 	// Registerer receives the cluster's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// OnBroadcast receives what other members send with Node.Broadcast, on the member actor: it must not
+	// block.
+	OnBroadcast func(proto.Message)
 }
 
 func (c Config) withDefaults() Config {
@@ -97,7 +101,7 @@ type Node struct {
 	lookup   *lookup
 	source   membership
 	metrics  *metrics
-	stats    *actor.PID
+	member   *actor.PID
 	startAt  time.Time
 
 	// started is closed when the library's StartMember returns, which is about a second after the node is
@@ -159,7 +163,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.lookup = newLookup(n.cluster)
 	m.watchKinds(n.cluster, cfg.Kinds)
-	n.stats, _ = system.Root.SpawnNamed(actor.PropsFromFunc(n.answerStats), statsActorName)
+	n.member, _ = system.Root.SpawnNamed(actor.PropsFromFunc(n.answerMember), memberActorName)
 
 	go n.startMember()
 

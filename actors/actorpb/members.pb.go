@@ -124,6 +124,89 @@ func (x *MemberStats) GetStartedAtMs() int64 {
 	return 0
 }
 
+// BroadcastAck answers a message Node.Broadcast delivered to a member.
+type BroadcastAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastAck) Reset() {
+	*x = BroadcastAck{}
+	mi := &file_members_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastAck) ProtoMessage() {}
+
+func (x *BroadcastAck) ProtoReflect() protoreflect.Message {
+	mi := &file_members_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastAck.ProtoReflect.Descriptor instead.
+func (*BroadcastAck) Descriptor() ([]byte, []int) {
+	return file_members_proto_rawDescGZIP(), []int{2}
+}
+
+// EntriesChanged tells every member that a tenant's journeys changed (a publish, a status change), so the
+// entry points it caches for the tenant are read again.
+type EntriesChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntriesChanged) Reset() {
+	*x = EntriesChanged{}
+	mi := &file_members_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntriesChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntriesChanged) ProtoMessage() {}
+
+func (x *EntriesChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_members_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntriesChanged.ProtoReflect.Descriptor instead.
+func (*EntriesChanged) Descriptor() ([]byte, []int) {
+	return file_members_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EntriesChanged) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
 var File_members_proto protoreflect.FileDescriptor
 
 const file_members_proto_rawDesc = "" +
@@ -136,7 +219,10 @@ const file_members_proto_rawDesc = "" +
 	"\rstarted_at_ms\x18\x03 \x01(\x03R\vstartedAtMs\x1a>\n" +
 	"\x10ActivationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B-Z+github.com/kalcifer/kalcifer/actors/actorpbb\x06proto3"
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x0e\n" +
+	"\fBroadcastAck\"-\n" +
+	"\x0eEntriesChanged\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantIdB-Z+github.com/kalcifer/kalcifer/actors/actorpbb\x06proto3"
 
 var (
 	file_members_proto_rawDescOnce sync.Once
@@ -150,14 +236,16 @@ func file_members_proto_rawDescGZIP() []byte {
 	return file_members_proto_rawDescData
 }
 
-var file_members_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_members_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_members_proto_goTypes = []any{
 	(*MemberStatsRequest)(nil), // 0: kalcifer.actors.v1.MemberStatsRequest
 	(*MemberStats)(nil),        // 1: kalcifer.actors.v1.MemberStats
-	nil,                        // 2: kalcifer.actors.v1.MemberStats.ActivationsEntry
+	(*BroadcastAck)(nil),       // 2: kalcifer.actors.v1.BroadcastAck
+	(*EntriesChanged)(nil),     // 3: kalcifer.actors.v1.EntriesChanged
+	nil,                        // 4: kalcifer.actors.v1.MemberStats.ActivationsEntry
 }
 var file_members_proto_depIdxs = []int32{
-	2, // 0: kalcifer.actors.v1.MemberStats.activations:type_name -> kalcifer.actors.v1.MemberStats.ActivationsEntry
+	4, // 0: kalcifer.actors.v1.MemberStats.activations:type_name -> kalcifer.actors.v1.MemberStats.ActivationsEntry
 	1, // [1:1] is the sub-list for method output_type
 	1, // [1:1] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
@@ -176,7 +264,7 @@ func file_members_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_members_proto_rawDesc), len(file_members_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -458,6 +458,8 @@ func TestClusterSpreadsGrains(t *testing.T) {
 	c.waitCompleted(journeyID, len(customers), 60*time.Second)
 	c.checkJourneyRan(journeyID, len(customers), -1)
 
+	c.checkPublishReachesEveryMember(t)
+
 	code, metrics, err := tryCall(c.nodes[2].server(), http.MethodGet, "/metrics", "", "")
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("metrics: %d %v", code, err)
@@ -466,6 +468,52 @@ func TestClusterSpreadsGrains(t *testing.T) {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// checkPublishReachesEveryMember: a journey published through one node enrols, at the next event, a
+// customer whose grain lives on another node that had just cached the tenant's entry points.
+func (c *testCluster) checkPublishReachesEveryMember(t *testing.T) {
+	s0, s1 := c.nodes[0].server(), c.nodes[1].server()
+	// Events name customers by their external id; the API paths and grains by the internal one.
+	var customer struct {
+		ID string `json:"id"`
+	}
+	external := ""
+	for i := 0; customer.ID == "" || c.owner("customer", customer.ID) != 2; i++ {
+		external = fmt.Sprintf("pub-%d", i)
+		if code := s1.call(t, http.MethodPut, "/customers/"+external, c.key, `{}`, &customer); code >= 300 {
+			t.Fatalf("upsert customer: %d", code)
+		}
+	}
+	ping := func(n int) {
+		body := fmt.Sprintf(`{"customer_id":%q,"type":"pinged","message_id":"ping-%d"}`, external, n)
+		if code := s1.call(t, http.MethodPost, "/events", c.key, body, nil); code != http.StatusAccepted {
+			t.Fatalf("post event: %d", code)
+		}
+		c.waitFor(30*time.Second, func(s *server) (bool, string) {
+			var events struct {
+				Data []struct {
+					MessageID string     `json:"message_id"`
+					RoutedAt  *time.Time `json:"routed_at"`
+				} `json:"data"`
+			}
+			s.call(t, http.MethodGet, "/customers/"+customer.ID+"/events", c.key, "", &events)
+			for _, e := range events.Data {
+				if e.MessageID == fmt.Sprintf("ping-%d", n) && e.RoutedAt != nil {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("event ping-%d not routed", n)
+		})
+	}
+	ping(1) // node 2 now caches the tenant's entry points, which have no "pinged" entry yet
+	journeyID := createAndPublish(t, s0, c.key, `{"name":"ping","graph":{
+	 "nodes":[{"id":"in","type":"event_entry","config":{"event_type":"pinged"}},{"id":"out","type":"journey_exit"}],
+	 "edges":[{"id":"e1","source":"in","target":"out"}]}}`)
+	ping(2)
+	if got := listAll(t, s0, c.key, "/journeys/"+journeyID+"/instances"); len(got) != 1 {
+		t.Fatalf("the event after the publish enrolled %d instances, want 1", len(got))
 	}
 }
 
