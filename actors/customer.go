@@ -70,7 +70,7 @@ func (g *customerGrain) onEvent(ctx Context, m *actorpb.CustomerEvent) (proto.Me
 	var failed []error
 	for _, id := range waiting {
 		r, err := g.rt.askInstance(ctx, &actorpb.InstanceTrigger{
-			TenantId: g.tenantID, InstanceId: id, Kind: actorpb.InstanceTrigger_KIND_EVENT, EventJson: eventJSON,
+			TenantId: g.tenantID, CustomerId: g.customerID, InstanceId: id, Kind: actorpb.InstanceTrigger_KIND_EVENT, EventJson: eventJSON,
 		}, idempotent)
 		if err != nil {
 			failed = append(failed, fmt.Errorf("resume instance %s with event %s: %w", id, e.ID, err))

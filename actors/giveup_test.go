@@ -53,7 +53,11 @@ func TestGiveUpFailsTheInstanceAndPausesTheJourney(t *testing.T) {
 		if got, _ := st.Journeys().GetJourney(ctx, ten.ID, j.ID); got.Status != store.JourneyActive {
 			t.Fatalf("journey paused after only %d crashed instances", i)
 		}
-		rt.giveUp(identity(ten.ID, res[0].InstanceID), "boom")
+		enrolled, err := st.Instances().GetInstance(ctx, ten.ID, res[0].InstanceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt.giveUp(instanceIdentity(ten.ID, enrolled.CustomerID, enrolled.ID), "boom")
 		in, err := st.Instances().GetInstance(ctx, ten.ID, res[0].InstanceID)
 		if err != nil || in.Status != store.InstanceFailed || in.Error != "crashed repeatedly: boom" {
 			t.Fatalf("instance after give-up: %+v %v", in, err)

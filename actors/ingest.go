@@ -206,14 +206,15 @@ func (r *Runtime) InstanceAction(ctx context.Context, tenantID, instanceID, acti
 	if !ok {
 		return store.Instance{}, fmt.Errorf("unknown instance action %q", action)
 	}
-	if _, err := r.store.Instances().GetInstance(ctx, tenantID, instanceID); err != nil {
-		return store.Instance{}, err
-	}
-	reply, err := r.askInstance(ctx, &actorpb.InstanceTrigger{TenantId: tenantID, InstanceId: instanceID, Kind: kind, Reason: reason})
+	in, err := r.store.Instances().GetInstance(ctx, tenantID, instanceID)
 	if err != nil {
 		return store.Instance{}, err
 	}
-	in, err := r.store.Instances().GetInstance(ctx, tenantID, instanceID)
+	reply, err := r.askInstance(ctx, &actorpb.InstanceTrigger{TenantId: tenantID, CustomerId: in.CustomerID, InstanceId: instanceID, Kind: kind, Reason: reason})
+	if err != nil {
+		return store.Instance{}, err
+	}
+	in, err = r.store.Instances().GetInstance(ctx, tenantID, instanceID)
 	if err != nil {
 		return store.Instance{}, err
 	}

@@ -25,6 +25,7 @@ import (
 type instanceGrain struct {
 	rt         *Runtime
 	tenantID   string
+	customerID string
 	instanceID string
 	loaded     bool
 	row        store.Instance
@@ -224,7 +225,7 @@ func (g *instanceGrain) step(ctx Context, t engine.Trigger, create bool) (proto.
 	case next.Status == engine.StatusRunning:
 		// The step stopped at the engine's MaxSteps with tokens still
 		// ready: carry on in a new message, so other messages get a turn.
-		g.rt.continueLater(g.tenantID, g.instanceID)
+		g.rt.continueLater(g.tenantID, g.customerID, g.instanceID)
 	}
 	return g.reply(true), nil
 }

@@ -133,13 +133,17 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	instanceOpts.Supervisor = supervisor.NewGrainSupervisor(supervisor.GrainOptions{Policy: supervisor.Policy{Logger: opts.Logger}, OnGiveUp: r.giveUp})
 	ccfg := opts.Cluster
 	ccfg.Logger, ccfg.Registerer = opts.Logger, opts.Registerer
+	ccfg.Placement = placeWithCustomer
 	ccfg.OnBroadcast = func(m proto.Message) {
 		if changed, ok := m.(*actorpb.EntriesChanged); ok {
 			r.entries.invalidate(changed.GetTenantId())
 		}
 	}
 	ccfg.Kinds = []*pcluster.Kind{
-		Kind(KindInstance, grainFor(func(t, id string) Grain { return &instanceGrain{rt: r, tenantID: t, instanceID: id} }), instanceOpts),
+		Kind(KindInstance, func(id string) Grain {
+			tenantID, customerID, instanceID := splitInstanceIdentity(id)
+			return &instanceGrain{rt: r, tenantID: tenantID, customerID: customerID, instanceID: instanceID}
+		}, instanceOpts),
 		Kind(KindCustomer, grainFor(func(t, id string) Grain { return &customerGrain{rt: r, tenantID: t, customerID: id} }), grainOpts),
 		Kind(KindJourney, grainFor(func(t, id string) Grain { return &journeyGrain{rt: r, tenantID: t, journeyID: id} }), grainOpts),
 	}
@@ -171,6 +175,30 @@ func (r *Runtime) run(ctx context.Context, done chan struct{}, tree *supervisor.
 // identity names a tenant's grain: tenant id and grain id, which never
 // contain a slash.
 func identity(tenantID, id string) string { return tenantID + "/" + id }
+
+// instanceIdentity names an instance's grain after its customer too, so
+// that the cluster places it with the customer's grain (placeWithCustomer):
+// then one node runs all of a customer's steps, and its customer locks
+// serialise them (frequency caps across journeys).
+func instanceIdentity(tenantID, customerID, instanceID string) string {
+	return tenantID + "/" + customerID + "/" + instanceID
+}
+
+func splitInstanceIdentity(id string) (tenantID, customerID, instanceID string) {
+	tenantID, rest, _ := strings.Cut(id, "/")
+	customerID, instanceID, _ = strings.Cut(rest, "/")
+	return tenantID, customerID, instanceID
+}
+
+// placeWithCustomer is the cluster's placement: an instance lives with its
+// customer, every other grain by its own identity.
+func placeWithCustomer(kind, id string) (string, string) {
+	if kind != KindInstance {
+		return kind, id
+	}
+	tenantID, customerID, _ := splitInstanceIdentity(id)
+	return KindCustomer, identity(tenantID, customerID)
+}
 
 // grainFor adapts a constructor taking tenant and id to the kind's factory.
 func grainFor(newGrain func(tenantID, id string) Grain) func(string) Grain {
@@ -221,7 +249,7 @@ func (r *Runtime) Port() cluster.Port { return r.node }
 var idempotent = cluster.WithRetry(3, 50*time.Millisecond)
 
 func (r *Runtime) askInstance(ctx context.Context, m *actorpb.InstanceTrigger, opts ...cluster.CallOption) (*actorpb.InstanceReply, error) {
-	return ask[*actorpb.InstanceReply](ctx, r.node, identity(m.GetTenantId(), m.GetInstanceId()), KindInstance, m, opts...)
+	return ask[*actorpb.InstanceReply](ctx, r.node, instanceIdentity(m.GetTenantId(), m.GetCustomerId(), m.GetInstanceId()), KindInstance, m, opts...)
 }
 
 func (r *Runtime) journeyInfo(ctx context.Context, tenantID, journeyID string) (*actorpb.JourneyInfo, error) {
@@ -287,12 +315,12 @@ func (r *Runtime) committed(c store.Commit) {
 
 // continueLater asks an instance to go on with its ready tokens, from
 // outside the grain's current message.
-func (r *Runtime) continueLater(tenantID, instanceID string) {
+func (r *Runtime) continueLater(tenantID, customerID, instanceID string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if _, err := r.askInstance(ctx, &actorpb.InstanceTrigger{
-			TenantId: tenantID, InstanceId: instanceID, Kind: actorpb.InstanceTrigger_KIND_CONTINUE,
+			TenantId: tenantID, CustomerId: customerID, InstanceId: instanceID, Kind: actorpb.InstanceTrigger_KIND_CONTINUE,
 		}, idempotent); err != nil {
 			r.log.Warn("continue instance", "tenant_id", tenantID, "instance_id", instanceID, "error", err)
 		}
@@ -301,7 +329,7 @@ func (r *Runtime) continueLater(tenantID, instanceID string) {
 
 func (r *Runtime) fireTimer(ctx context.Context, t store.Timer) error {
 	_, err := r.askInstance(ctx, &actorpb.InstanceTrigger{
-		TenantId: t.TenantID, InstanceId: t.InstanceID, Kind: actorpb.InstanceTrigger_KIND_TIMER, TokenId: t.TokenID,
+		TenantId: t.TenantID, CustomerId: t.CustomerID, InstanceId: t.InstanceID, Kind: actorpb.InstanceTrigger_KIND_TIMER, TokenId: t.TokenID,
 	}, idempotent)
 	return err
 }
@@ -362,7 +390,7 @@ func (rc recovery) pass(ctx context.Context, cutoff time.Time) error {
 			// timeout) must not hold up the others; it stays running and
 			// is tried again at the next pass.
 			if _, err := rc.r.askInstance(ctx, &actorpb.InstanceTrigger{
-				TenantId: in.TenantID, InstanceId: in.ID, Kind: actorpb.InstanceTrigger_KIND_CONTINUE,
+				TenantId: in.TenantID, CustomerId: in.CustomerID, InstanceId: in.ID, Kind: actorpb.InstanceTrigger_KIND_CONTINUE,
 			}, idempotent); err != nil && ctx.Err() == nil {
 				rc.r.log.Warn("recover instance", "tenant_id", in.TenantID, "instance_id", in.ID, "error", err)
 			}
@@ -379,7 +407,7 @@ func (rc recovery) pass(ctx context.Context, cutoff time.Time) error {
 func (r *Runtime) giveUp(id, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tenantID, instanceID, _ := strings.Cut(id, "/")
+	tenantID, _, instanceID := splitInstanceIdentity(id)
 	row, err := r.store.Instances().ClaimInstance(ctx, tenantID, instanceID)
 	if err != nil {
 		r.log.Error("mark crashing instance failed", "instance_id", instanceID, "error", err)

@@ -15,12 +15,16 @@ import (
 // lookup resolves an identity to its activation's PID within the caller's deadline. disthash's own Get
 // asks the owner's placement actor with a fixed 5 s timeout whatever the caller's deadline, so we send the
 // same ActivationRequest ourselves, to the owner chosen by the same rendezvous hash over the same topology
-// events, and wait no longer than the caller allows. Placement and activation stay disthash's.
+// events, and wait no longer than the caller allows. Activation stays disthash's; the owner is the one
+// of the grain placement names, when it names another. disthash's placement actor, at a topology change,
+// stops the activations its own hash would place elsewhere: such a grain is activated again where we
+// place it at its next message, its state being in the store.
 type lookup struct {
-	system *actor.ActorSystem
-	cache  *pcluster.PidCacheValue
-	rdv    atomic.Pointer[pcluster.Rendezvous]
-	sub    *eventstream.Subscription
+	system    *actor.ActorSystem
+	cache     *pcluster.PidCacheValue
+	rdv       atomic.Pointer[pcluster.Rendezvous]
+	sub       *eventstream.Subscription
+	placement func(kind, identity string) (string, string)
 
 	// departures are closed when their member leaves the topology, so requests waiting on a member that
 	// died fail when the cluster notices instead of at their deadline.
@@ -29,8 +33,8 @@ type lookup struct {
 	departures map[string]chan struct{}
 }
 
-func newLookup(c *pcluster.Cluster) *lookup {
-	l := &lookup{system: c.ActorSystem, cache: c.PidCache, departures: map[string]chan struct{}{}}
+func newLookup(c *pcluster.Cluster, placement func(kind, identity string) (string, string)) *lookup {
+	l := &lookup{system: c.ActorSystem, cache: c.PidCache, placement: placement, departures: map[string]chan struct{}{}}
 	l.sub = c.ActorSystem.EventStream.Subscribe(func(evt any) {
 		if t, ok := evt.(*pcluster.ClusterTopology); ok {
 			r := pcluster.NewRendezvous()
@@ -91,7 +95,12 @@ func (l *lookup) pid(ctx context.Context, identity, kind string) (*actor.PID, er
 	if r == nil {
 		return nil, &UnavailableError{Reason: "no cluster topology yet"}
 	}
-	owner := r.GetByClusterIdentity(ci)
+	placed := ci
+	if l.placement != nil {
+		withKind, withIdentity := l.placement(kind, identity)
+		placed = pcluster.NewClusterIdentity(withIdentity, withKind)
+	}
+	owner := r.GetByClusterIdentity(placed)
 	if owner == "" {
 		return nil, &UnavailableError{Reason: fmt.Sprintf("no member hosts kind %q", kind)}
 	}

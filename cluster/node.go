@@ -59,6 +59,10 @@ type Config struct {
 	// OnBroadcast receives what other members send with Node.Broadcast, on the member actor: it must not
 	// block.
 	OnBroadcast func(proto.Message)
+	// Placement, if set, says with which grain a grain lives: the grain kind/identity is placed on the
+	// member that hosts the grain Placement returns, so grains that must be serialised together (a
+	// customer's instances, with the customer) share a member. Default: each by its own identity.
+	Placement func(kind, identity string) (withKind, withIdentity string)
 }
 
 func (c Config) withDefaults() Config {
@@ -161,7 +165,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		system.Shutdown()
 		return nil, err
 	}
-	n.lookup = newLookup(n.cluster)
+	n.lookup = newLookup(n.cluster, cfg.Placement)
 	m.watchKinds(n.cluster, cfg.Kinds)
 	n.member, _ = system.Root.SpawnNamed(actor.PropsFromFunc(n.answerMember), memberActorName)
 

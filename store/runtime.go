@@ -161,8 +161,11 @@ type Step struct {
 
 // Timer wakes one token of an instance at DueAt.
 type Timer struct {
-	TenantID   string    `json:"tenant_id"`
-	InstanceID string    `json:"instance_id"`
+	TenantID   string `json:"tenant_id"`
+	InstanceID string `json:"instance_id"`
+	// CustomerID is the instance's customer; a commit sets it from its
+	// instance, whatever the timer says.
+	CustomerID string    `json:"customer_id"`
 	TokenID    string    `json:"token_id"`
 	DueAt      time.Time `json:"due_at"`
 }

@@ -459,6 +459,7 @@ func TestClusterSpreadsGrains(t *testing.T) {
 	c.checkJourneyRan(journeyID, len(customers), -1)
 
 	c.checkPublishReachesEveryMember(t)
+	c.checkFrequencyCapAcrossNodes(t)
 
 	code, metrics, err := tryCall(c.nodes[2].server(), http.MethodGet, "/metrics", "", "")
 	if err != nil || code != http.StatusOK {
@@ -514,6 +515,41 @@ func (c *testCluster) checkPublishReachesEveryMember(t *testing.T) {
 	ping(2)
 	if got := listAll(t, s0, c.key, "/journeys/"+journeyID+"/instances"); len(got) != 1 {
 		t.Fatalf("the event after the publish enrolled %d instances, want 1", len(got))
+	}
+}
+
+// cappedJourney waits, then emails under a cap of one email a day, which counts the customer's emails of
+// every journey.
+const cappedJourney = `{"name":"capped","graph":{"frequency_cap":{"email":{"max":1,"window":"1d"}},
+ "nodes":[{"id":"in","type":"webhook_entry"},{"id":"w","type":"wait","config":{"duration":"2s"}},
+  {"id":"mail","type":"send_email","config":{"subject":"hi","body":"hello"}},{"id":"out","type":"journey_exit"}],
+ "edges":[{"id":"e1","source":"in","target":"w"},{"id":"e2","source":"w","target":"mail"},{"id":"e3","source":"mail","target":"out"}]}}`
+
+// checkFrequencyCapAcrossNodes enrols each customer in two capped journeys whose timers come due
+// together: the two instances of a customer live on the customer's node, whose customer lock serialises
+// their steps, so each customer gets exactly one email wherever the timers fire.
+func (c *testCluster) checkFrequencyCapAcrossNodes(t *testing.T) {
+	journeys := []string{createAndPublish(t, c.nodes[0].server(), c.key, cappedJourney), createAndPublish(t, c.nodes[1].server(), c.key, cappedJourney)}
+	ids := customerIDs("cap", 200)
+	var wg sync.WaitGroup
+	for i, j := range journeys {
+		wg.Go(func() { c.enrol(j, "cap-"+j, ids, i) })
+	}
+	wg.Wait()
+	perCustomer := map[string]int{}
+	for _, j := range journeys {
+		c.waitCompleted(j, len(ids), 60*time.Second)
+		for _, d := range listAll(t, c.nodes[2].server(), c.key, "/deliveries?status=sent&journey_id="+j) {
+			perCustomer[d["customer_id"].(string)]++
+		}
+	}
+	if len(perCustomer) != len(ids) {
+		t.Errorf("%d customers got an email, want %d", len(perCustomer), len(ids))
+	}
+	for customer, n := range perCustomer {
+		if n != 1 {
+			t.Errorf("customer %s got %d emails under a cap of one a day", customer, n)
+		}
 	}
 }
 

@@ -208,7 +208,7 @@ func (s *Store) addRows(ctx context.Context, tx txn, cs []store.Commit) error {
 		steps = append(steps, rows...)
 		deliveries = append(deliveries, deliveryRows(in, c.Deliveries)...)
 		for _, t := range c.Timers {
-			timers = append(timers, []any{in.TenantID, in.ID, t.TokenID, stamp(t.DueAt).UnixMicro()})
+			timers = append(timers, []any{in.TenantID, in.ID, t.TokenID, stamp(t.DueAt).UnixMicro(), in.CustomerID})
 		}
 		for _, w := range c.Waits {
 			waits = append(waits, []any{in.TenantID, in.ID, orDefault(w.CustomerID, in.CustomerID), w.EventType})
@@ -523,12 +523,12 @@ func (s *Store) WaitingFor(ctx context.Context, tenantID, customerID, eventType 
 	return ids, nil
 }
 
-const timerCols = `tenant_id, instance_id, token_id, due_at`
+const timerCols = `tenant_id, instance_id, token_id, due_at, customer_id`
 
 func scanTimer(r scanner) (store.Timer, error) {
 	var t store.Timer
 	var due int64
-	err := r.Scan(&t.TenantID, &t.InstanceID, &t.TokenID, &due)
+	err := r.Scan(&t.TenantID, &t.InstanceID, &t.TokenID, &due, &t.CustomerID)
 	t.DueAt = fromMicros(due)
 	return t, err
 }

@@ -360,7 +360,7 @@ func testCommitCreate(t *testing.T, s store.Store) {
 	wantEqual(t, len(must(is.ListSteps(ctx, w.tenant, in.ID))(t)), 1)
 	wantEqual(t, must(is.WaitingFor(ctx, w.tenant, w.customer, "opened"))(t), []string{in.ID})
 	wantEqual(t, must(is.ClaimDueTimers(ctx, at(100), time.Minute, 0))(t),
-		[]store.Timer{{TenantID: w.tenant, InstanceID: in.ID, TokenID: "t1", DueAt: stored(at(100))}})
+		[]store.Timer{{TenantID: w.tenant, InstanceID: in.ID, CustomerID: w.customer, TokenID: "t1", DueAt: stored(at(100))}})
 	ds := must(s.Deliveries().ListDeliveries(ctx, w.tenant, store.DeliveryFilter{}))(t)
 	wantEqual(t, len(ds), 1)
 	d := ds[0]
@@ -528,7 +528,7 @@ func testTimersAndWaits(t *testing.T, s store.Store) {
 	w, other := newWorld(t, s, "acme"), newWorld(t, s, "globex")
 	in := w.instance(w.customer, "e")
 	err := w.commit(store.Commit{Instance: in, Create: true,
-		Timers: []store.Timer{{TokenID: "t1", DueAt: at(30)}, {TokenID: "t2", DueAt: at(10)}},
+		Timers: []store.Timer{{TokenID: "t1", DueAt: at(30)}, {TokenID: "t2", DueAt: at(10), CustomerID: "cus_someone_else"}},
 		Waits:  []store.Wait{{EventType: "opened"}, {EventType: "clicked"}, {EventType: "opened"}},
 	})
 	if err != nil {
@@ -546,8 +546,9 @@ func testTimersAndWaits(t *testing.T, s store.Store) {
 		return must(is.ClaimDueTimers(ctx, at(now), 0, limit))(t)
 	}
 	wantEqual(t, due(9, 0), []store.Timer(nil))
-	wantEqual(t, due(20, 0), []store.Timer{{TenantID: w.tenant, InstanceID: in.ID, TokenID: "t2", DueAt: stored(at(10))},
-		{TenantID: other.tenant, InstanceID: theirs.ID, TokenID: "t1", DueAt: stored(at(20))}})
+	// A timer names its instance's customer, whatever the commit's timer said.
+	wantEqual(t, due(20, 0), []store.Timer{{TenantID: w.tenant, InstanceID: in.ID, CustomerID: w.customer, TokenID: "t2", DueAt: stored(at(10))},
+		{TenantID: other.tenant, InstanceID: theirs.ID, CustomerID: other.customer, TokenID: "t1", DueAt: stored(at(20))}})
 	wantEqual(t, len(due(30, 1)), 1)
 	wantEqual(t, ids(due(30, 0), timerToken), []string{"t2", "t1", "t1"})
 	wantEqual(t, must(is.WaitingFor(ctx, w.tenant, w.customer, "opened"))(t), []string{in.ID})
