@@ -58,7 +58,10 @@ type Dispatcher struct {
 // NewDispatcher returns a dispatcher polling the outbox every poll, and at
 // once when Wake is called. It leases the deliveries it claims for 60 s.
 func NewDispatcher(d store.Deliveries, c store.Customers, s Sender, now func() time.Time, poll time.Duration, log *slog.Logger) *Dispatcher {
-	return &Dispatcher{deliveries: d, customers: c, sender: s, now: now, poll: poll, lease: time.Minute, batch: 256,
+	// A pass claims few deliveries for a short lease: what a node that died
+	// had claimed waits for the lease to lapse before another node sends it,
+	// and a pass must send its batch within the lease.
+	return &Dispatcher{deliveries: d, customers: c, sender: s, now: now, poll: poll, lease: 20 * time.Second, batch: 32,
 		wake: make(chan struct{}, 1), log: log}
 }
 

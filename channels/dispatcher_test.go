@@ -147,9 +147,9 @@ func TestDispatcherStopsWhenItsLeaseLapses(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 	st, ten := outbox(t, now, "email", "sms", "push", "webhook")
-	// Each send takes 25 s: the pass leases what it claims until 60 s,
-	// sends three (at 0, 25 and 50 s) and stops before the fourth (at 75 s).
-	sender := &countingSender{sends: map[string]int{}, took: 25 * time.Second}
+	// Each send takes 8 s: the pass leases what it claims until 20 s,
+	// sends three (at 0, 8 and 16 s) and stops before the fourth (at 24 s).
+	sender := &countingSender{sends: map[string]int{}, took: 8 * time.Second}
 	d := NewDispatcher(st.Deliveries(), st.Customers(), sender, sender.since(now), time.Minute, slog.Default())
 	if n, err := d.DispatchOnce(ctx); err == nil || n != 0 {
 		t.Fatalf("pass past its lease: %d, %v", n, err)
@@ -157,7 +157,7 @@ func TestDispatcherStopsWhenItsLeaseLapses(t *testing.T) {
 	if len(sender.sends) != 3 {
 		t.Fatalf("%d sent before the lease lapsed, want 3", len(sender.sends))
 	}
-	// The next pass, at 75 s, claims what is left.
+	// The next pass, at 24 s, claims what is left.
 	if n, err := d.DispatchOnce(ctx); err != nil || n != 1 {
 		t.Fatalf("pass after the lapse: %d, %v", n, err)
 	}

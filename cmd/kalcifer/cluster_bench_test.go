@@ -39,7 +39,7 @@ func BenchmarkClusterAsk(b *testing.B) {
 	var local, remote []string
 	for _, in := range listAll(b, c.nodes[0].server(), c.key, "/journeys/"+park+"/instances") {
 		id := in["id"].(string)
-		if c.owner("instance", id) == 0 {
+		if c.instanceOwner(in) == 0 {
 			local = append(local, id)
 		} else {
 			remote = append(remote, id)

@@ -191,6 +191,11 @@ func (c *testCluster) waitMembers(want int, within time.Duration) time.Duration 
 	}
 }
 
+// instanceOwner is the node an instance's grain lives on: its customer's.
+func (c *testCluster) instanceOwner(instance map[string]any) int {
+	return c.owner("customer", instance["customer_id"].(string))
+}
+
 // owner is the node Proto.Actor places a grain on while every node is a member: the same rendezvous hash
 // over the members' gRPC addresses.
 func (c *testCluster) owner(kind, id string) int {
@@ -440,7 +445,7 @@ func TestClusterSpreadsGrains(t *testing.T) {
 	instances := listAll(t, c.nodes[0].server(), c.key, "/instances")
 	reached := map[[2]int]bool{}
 	for _, in := range instances {
-		owner := c.owner("instance", in["id"].(string))
+		owner := c.instanceOwner(in)
 		for via := range c.nodes {
 			if reached[[2]int{via, owner}] {
 				continue
@@ -584,8 +589,12 @@ func runNodeKill(t testing.TB, probe time.Duration, customers int) (time.Duratio
 		if code := c.nodes[0].server().call(t, http.MethodPost, "/journeys/"+probeJourney+"/trigger", c.key, body, &res); code != http.StatusOK {
 			t.Fatalf("trigger probe: %d", code)
 		}
-		if id := res.Results[0].InstanceID; c.owner("instance", id) == victim {
-			probeInstance = id
+		var in map[string]any
+		if code := c.nodes[0].server().call(t, http.MethodGet, "/instances/"+res.Results[0].InstanceID, c.key, "", &in); code != http.StatusOK {
+			t.Fatalf("get probe instance: %d", code)
+		}
+		if c.instanceOwner(in) == victim {
+			probeInstance = res.Results[0].InstanceID
 		}
 	}
 
