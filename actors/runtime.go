@@ -211,7 +211,8 @@ func grainFor(newGrain func(tenantID, id string) Grain) func(string) Grain {
 // Stop drains the node: the services that feed grains stop first, then
 // the node leaves the cluster (the others take its grains over) and its
 // grains stop, and last the committer they wrote through. ctx bounds the
-// whole drain; what is cut short is durable and picked up elsewhere.
+// whole drain; what is cut short is durable and picked up elsewhere. A
+// second Stop returns what the first did.
 func (r *Runtime) Stop(ctx context.Context) error {
 	r.stopFeeders()
 	var errs []error

@@ -233,11 +233,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
+	// One deadline for the whole drain: requests in flight, then the engine
+	// (the deferred Stop above then finds it stopped).
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := httpServer.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := rt.Stop(shutdownCtx); err != nil {
+		return fmt.Errorf("stop the engine: %w", err)
 	}
 	return nil
 }
