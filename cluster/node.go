@@ -277,6 +277,9 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 }
 
+// remoteStopWait bounds how long a stopping node waits for the gRPC server's graceful stop.
+const remoteStopWait = time.Second
+
 // teardown releases a node whose StartMember completed.
 func (n *Node) teardown() error {
 	if n.startErr != nil {
@@ -292,7 +295,19 @@ func (n *Node) teardown() error {
 	c.IdentityLookup.Shutdown()
 	c.Gossip.Shutdown()
 	n.lookup.close()
-	c.Remote.Shutdown(true)
+	// A graceful gRPC stop waits for the streams other members hold open to
+	// this node, up to the library's 10 s, though nothing here needs them
+	// any more: the grains are stopped and their state is in the store.
+	remoteStopped := make(chan struct{})
+	go func() {
+		defer close(remoteStopped)
+		c.Remote.Shutdown(true)
+	}()
+	select {
+	case <-remoteStopped:
+	case <-time.After(remoteStopWait):
+		n.logger.Info("cluster: not waiting for other members to close their streams")
+	}
 	n.system.Shutdown()
 	n.logger.Info("cluster node stopped", slog.String("address", n.system.Address()))
 	return err

@@ -717,14 +717,16 @@ func TestClusterRollingRestart(t *testing.T) {
 	c.checkJourneyRan(journeyID, total, -1)
 }
 
-// freeTCPPort returns a loopback port free for TCP and UDP at the time of asking.
+// freeTCPPort returns a loopback port free for TCP and UDP at the time of asking. It is taken below
+// Linux's ephemeral range (32768 and up), so that a restarted node finds its port still free: outgoing
+// connections (to PostgreSQL, between the nodes) take their local ports from that range.
 func freeTCPPort(t testing.TB) int {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 100 {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", l.Addr().String())
 		l.Close()
 		if err == nil {
