@@ -165,10 +165,16 @@ func (r *Runtime) Enrol(ctx context.Context, tenant store.Tenant, journeyID, ent
 			results[i].Error = &Error{Code: "invalid_data", Message: err.Error()}
 			continue
 		}
+		// Only a keyed enrolment is safe to send again: the key is what
+		// keeps a retry from enrolling the customer a second time.
+		var opts []cluster.CallOption
+		if t.Key != "" {
+			opts = append(opts, idempotent)
+		}
 		reply, err := ask[*actorpb.EnrolReply](ctx, r.node, identity(tenant.ID, customer.ID), KindCustomer, &actorpb.Enrol{
 			TenantId: tenant.ID, CustomerId: customer.ID, JourneyId: journeyID, EntryKey: t.Key,
 			EntryType: entryType, DataJson: data,
-		}, idempotent)
+		}, opts...)
 		var ge *cluster.GrainError
 		if errors.As(err, &ge) {
 			results[i].Error = &Error{Code: ge.Code, Message: ge.Message}

@@ -64,9 +64,8 @@ type entryPoint struct {
 
 // entries indexes each tenant's active journeys by the event types that
 // enrol into them, so routing an event does not scan every journey. A
-// tenant's index is rebuilt when one of its journeys changes on this node,
-// and at least every ttl, which bounds how long a change made through
-// another node takes to be seen.
+// tenant's index is rebuilt after invalidate (a journey changed, on any
+// member of the cluster) and at least every ttl.
 type entries struct {
 	journeys store.Journeys
 	plans    *plans
@@ -74,6 +73,9 @@ type entries struct {
 	ttl      time.Duration
 	mu       sync.Mutex
 	byTenant map[string]tenantEntries
+	// generation counts a tenant's invalidations, so that an index built
+	// from what the store said before an invalidation is not kept after it.
+	generation map[string]uint64
 }
 
 type tenantEntries struct {
@@ -82,12 +84,13 @@ type tenantEntries struct {
 }
 
 func newEntries(j store.Journeys, p *plans, now func() time.Time, ttl time.Duration) *entries {
-	return &entries{journeys: j, plans: p, now: now, ttl: ttl, byTenant: map[string]tenantEntries{}}
+	return &entries{journeys: j, plans: p, now: now, ttl: ttl, byTenant: map[string]tenantEntries{}, generation: map[string]uint64{}}
 }
 
 func (e *entries) invalidate(tenantID string) {
 	e.mu.Lock()
 	delete(e.byTenant, tenantID)
+	e.generation[tenantID]++
 	e.mu.Unlock()
 }
 
@@ -95,6 +98,7 @@ func (e *entries) forEvent(ctx context.Context, tenantID, eventType string) ([]e
 	now := e.now()
 	e.mu.Lock()
 	te, ok := e.byTenant[tenantID]
+	gen := e.generation[tenantID]
 	e.mu.Unlock()
 	if ok && now.Sub(te.built) < e.ttl {
 		return te.byType[eventType], nil
@@ -104,7 +108,9 @@ func (e *entries) forEvent(ctx context.Context, tenantID, eventType string) ([]e
 		return nil, err
 	}
 	e.mu.Lock()
-	e.byTenant[tenantID] = te
+	if e.generation[tenantID] == gen {
+		e.byTenant[tenantID] = te
+	}
 	e.mu.Unlock()
 	return te.byType[eventType], nil
 }

@@ -87,6 +87,8 @@ type Runtime struct {
 	// the committer the grains write through after them.
 	stopFeeders, stopCommitter context.CancelFunc
 	feedersDone, committerDone chan struct{}
+	stopOnce                   sync.Once
+	stopErr                    error
 }
 
 // Start starts the node's grains and services.
@@ -214,6 +216,11 @@ func grainFor(newGrain func(tenantID, id string) Grain) func(string) Grain {
 // whole drain; what is cut short is durable and picked up elsewhere. A
 // second Stop returns what the first did.
 func (r *Runtime) Stop(ctx context.Context) error {
+	r.stopOnce.Do(func() { r.stopErr = r.stop(ctx) })
+	return r.stopErr
+}
+
+func (r *Runtime) stop(ctx context.Context) error {
 	r.stopFeeders()
 	var errs []error
 	if err := wait(ctx, r.feedersDone); err != nil {
@@ -245,8 +252,9 @@ func (r *Runtime) Port() cluster.Port { return r.node }
 // idempotent lets an ask be sent again, within its deadline, after a
 // retryable failure such as the grain's member leaving the cluster before
 // it answered. Only messages safe to handle twice take it: enrolments
-// (keyed by their entry), events (deduplicated by id), timers and
-// continues (ignored once stale), and reads.
+// keyed by their entry, events (deduplicated by id), timers and
+// continues (ignored once stale), and reads. Enrolments take it only with
+// an entry key.
 var idempotent = cluster.WithRetry(3, 50*time.Millisecond)
 
 func (r *Runtime) askInstance(ctx context.Context, m *actorpb.InstanceTrigger, opts ...cluster.CallOption) (*actorpb.InstanceReply, error) {

@@ -4,6 +4,7 @@ package channels
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -98,12 +99,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 // DispatchOnce claims one batch of pending deliveries, sends them and
-// returns how many it handled. It stops at an error, or once its lease has
-// lapsed, as another process may have claimed the rest since; what it
-// claimed and left pending is claimed again once the lease lapses. When ctx
-// ends (the process drains) it stops before the next send and releases what
-// it did not send, so another node sends it at once. An outcome is recorded
-// even after ctx ended: a send left unrecorded would be sent again.
+// returns how many it handled. No send outlives the claim, so no other
+// process sends the same delivery meanwhile: a send gets the lease that is
+// left as its deadline, and a pass with less than a quarter of its lease
+// left stops and releases the rest for the next claim. When ctx ends (the
+// process drains) it also stops before the next send and releases the
+// rest, so another node sends them at once. An outcome is recorded even
+// after ctx ended: a send left unrecorded would be sent again.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -115,39 +117,52 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 	leased := now.Add(d.lease)
 	record := context.WithoutCancel(ctx)
 	for i, dl := range pending {
-		if !d.now().Before(leased) {
-			return 0, fmt.Errorf("lease lapsed with %d of %d claimed deliveries unsent", len(pending)-i, len(pending))
-		}
-		if ctx.Err() != nil {
-			rctx, cancel := context.WithTimeout(record, 5*time.Second)
-			defer cancel()
-			if err := d.deliveries.ReleaseDeliveries(rctx, pending[i:]); err != nil {
-				return i, fmt.Errorf("stopped with %d deliveries unsent: %w", len(pending)-i, err)
-			}
-			return i, ctx.Err()
+		left := leased.Sub(d.now())
+		if ctx.Err() != nil || left < d.lease/4 {
+			return i, d.release(record, pending[i:], ctx.Err())
 		}
 		reason, err := d.skipReason(ctx, dl)
 		if err != nil {
-			return 0, err
+			return i, errors.Join(err, d.release(record, pending[i:], nil))
 		}
 		if reason != "" {
 			dl.Status, dl.Error = store.DeliverySkipped, reason
 		} else {
 			dl.Attempts++
 			dl.Provider = d.sender.Provider()
-			id, err := d.sender.Send(record, dl)
-			if err != nil {
+			sendCtx, cancel := context.WithTimeout(record, left)
+			id, err := d.sender.Send(sendCtx, dl)
+			expired := sendCtx.Err() != nil
+			cancel()
+			switch {
+			case err != nil && expired:
+				// Whether the provider took it is unknown; another claim
+				// sends it again (issue 5's idempotency keys make that safe).
+				return i, errors.Join(fmt.Errorf("send of delivery %s outlived its claim: %w", dl.ID, err),
+					d.release(record, pending[i:], nil))
+			case err != nil:
 				dl.Status, dl.Error = store.DeliveryFailed, err.Error()
-			} else {
+			default:
 				dl.Status, dl.ProviderMessageID = store.DeliverySent, id
 			}
 		}
 		dl.UpdatedAt = d.now()
 		if err := d.deliveries.UpdateDelivery(record, dl); err != nil {
-			return 0, fmt.Errorf("record delivery %s: %w", dl.ID, err)
+			return i, fmt.Errorf("record delivery %s: %w", dl.ID, err)
 		}
 	}
 	return len(pending), nil
+}
+
+// release gives up the claims on unsent deliveries and returns why the
+// pass stopped, if it stopped for a reason.
+func (d *Dispatcher) release(ctx context.Context, unsent []store.Delivery, why error) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := d.deliveries.ReleaseDeliveries(ctx, unsent); err != nil {
+		return errors.Join(why, fmt.Errorf("release %d unsent deliveries: %w", len(unsent), err))
+	}
+	return why
 }
 
 // skipReason says why a delivery must not be sent, or "" when it may: the

@@ -140,30 +140,61 @@ func TestDispatchersShareAnOutbox(t *testing.T) {
 	}
 }
 
-// TestDispatcherStopsWhenItsLeaseLapses: once the lease on what it claimed
-// has lapsed, another process may have claimed the rest, so a pass stops;
-// the rest is sent by a pass after the lapse.
-func TestDispatcherStopsWhenItsLeaseLapses(t *testing.T) {
+// TestDispatcherStopsBeforeItsLeaseLapses: a pass never starts a send
+// that could outlive its claim, as another process may claim the delivery
+// once the lease lapses; it releases what it did not send, and the next
+// pass sends it.
+func TestDispatcherStopsBeforeItsLeaseLapses(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 	st, ten := outbox(t, now, "email", "sms", "push", "webhook")
-	// Each send takes 8 s: the pass leases what it claims until 20 s,
-	// sends three (at 0, 8 and 16 s) and stops before the fourth (at 24 s).
+	// Each send takes 8 s of the 20 s lease: the pass sends at 0 and 8 s,
+	// and at 16 s, with 4 s left, stops.
 	sender := &countingSender{sends: map[string]int{}, took: 8 * time.Second}
 	d := NewDispatcher(st.Deliveries(), st.Customers(), sender, sender.since(now), time.Minute, slog.Default())
-	if n, err := d.DispatchOnce(ctx); err == nil || n != 0 {
-		t.Fatalf("pass past its lease: %d, %v", n, err)
+	if n, err := d.DispatchOnce(ctx); err != nil || n != 2 {
+		t.Fatalf("first pass: %d, %v; want 2 sent", n, err)
 	}
-	if len(sender.sends) != 3 {
-		t.Fatalf("%d sent before the lease lapsed, want 3", len(sender.sends))
-	}
-	// The next pass, at 24 s, claims what is left.
-	if n, err := d.DispatchOnce(ctx); err != nil || n != 1 {
-		t.Fatalf("pass after the lapse: %d, %v", n, err)
+	// Released, the other two are claimed at once by the next pass.
+	if n, err := d.DispatchOnce(ctx); err != nil || n != 2 {
+		t.Fatalf("second pass: %d, %v; want the 2 released", n, err)
 	}
 	pending, err := st.Deliveries().ListDeliveries(ctx, ten.ID, store.DeliveryFilter{Status: store.DeliveryPending})
 	if err != nil || len(pending) != 0 || len(sender.sends) != 4 {
 		t.Fatalf("%d pending, %d sent, %v", len(pending), len(sender.sends), err)
+	}
+	for key, n := range sender.sends {
+		if n != 1 {
+			t.Errorf("%s sent %d times", key, n)
+		}
+	}
+}
+
+// slowSender takes longer than the deadline it is given.
+type slowSender struct{ countingSender }
+
+func (s *slowSender) Send(ctx context.Context, d store.Delivery) (string, error) {
+	<-ctx.Done()
+	return "", ctx.Err()
+}
+
+// TestDispatcherSendHasTheLeaseAsDeadline: a send that outlives the claim
+// is cut off, and the delivery stays pending (not failed) for another claim.
+func TestDispatcherSendHasTheLeaseAsDeadline(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	st, ten := outbox(t, now, "email")
+	d := NewDispatcher(st.Deliveries(), st.Customers(), &slowSender{}, func() time.Time { return now }, time.Minute, slog.Default())
+	d.lease = 50 * time.Millisecond
+	if n, err := d.DispatchOnce(ctx); n != 0 || err == nil {
+		t.Fatalf("pass with a send past its claim: %d, %v", n, err)
+	}
+	pending, err := st.Deliveries().ListDeliveries(ctx, ten.ID, store.DeliveryFilter{Status: store.DeliveryPending})
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("%d pending, %v; want the delivery still pending", len(pending), err)
+	}
+	if again, err := st.Deliveries().ClaimDeliveries(ctx, now, time.Minute, 0); err != nil || len(again) != 1 {
+		t.Fatalf("claim after the cut-off send: %d, %v; want it released", len(again), err)
 	}
 }
 

@@ -77,6 +77,11 @@ type memberMeta struct {
 type gossipMembership struct {
 	cfg    Gossip
 	logger *slog.Logger
+	// declaredDead is called when the others had declared this member dead
+	// (it refutes, and memberlist would keep it). Proto.Actor blocks a dead
+	// member's id for good, so it could never host grains again: it must
+	// come back as a new member.
+	declaredDead func()
 
 	list   *memberlist.Memberlist
 	events chan memberlist.NodeEvent
@@ -85,8 +90,8 @@ type gossipMembership struct {
 	meta   []byte
 }
 
-func newGossipMembership(cfg Gossip, logger *slog.Logger) *gossipMembership {
-	return &gossipMembership{cfg: cfg.withDefaults(), logger: logger,
+func newGossipMembership(cfg Gossip, logger *slog.Logger, declaredDead func()) *gossipMembership {
+	return &gossipMembership{cfg: cfg.withDefaults(), logger: logger, declaredDead: declaredDead,
 		events: make(chan memberlist.NodeEvent, 256), done: make(chan struct{})}
 }
 
@@ -109,9 +114,11 @@ func (g *gossipMembership) join(self *pcluster.Member, updates chan<- []*pcluste
 		return fmt.Errorf("start gossip on %s: %w", g.cfg.Bind, err)
 	}
 	g.list = list
+	// Join before the first snapshot: a member that published itself alone
+	// first would place every grain on itself until the join completed.
+	g.tryJoin()
 	g.wg.Add(1)
 	go g.watch(updates)
-	g.tryJoin()
 	if len(g.seeds()) > 0 {
 		g.wg.Add(1)
 		go g.rejoin()
@@ -136,12 +143,15 @@ func (g *gossipMembership) memberlistConfig(name string) (*memberlist.Config, er
 	// memberlist requires the probe's timeout to be shorter than its interval.
 	mc.ProbeTimeout = min(mc.ProbeTimeout, g.cfg.ProbeInterval/2)
 	mc.SuspicionMult = g.cfg.SuspicionMult
+	// A seed that does not answer holds the start up this long; the LAN
+	// default of 10 s is made for exchanging large states.
+	mc.TCPTimeout = 3 * time.Second
 	if len(g.cfg.SecretKey) > 0 {
 		mc.SecretKey = g.cfg.SecretKey
 	}
 	mc.Delegate = metaDelegate{meta: g.meta}
 	mc.Events = &memberlist.ChannelEventDelegate{Ch: g.events}
-	mc.LogOutput = logWriter{logger: g.logger}
+	mc.LogOutput = logWriter{logger: g.logger, refuted: g.declaredDead}
 	return mc, nil
 }
 
@@ -277,13 +287,20 @@ func (metaDelegate) GetBroadcasts(int, int) [][]byte        { return nil }
 func (metaDelegate) LocalState(bool) []byte                 { return nil }
 func (metaDelegate) MergeRemoteState(buf []byte, join bool) {}
 
-// logWriter routes memberlist's "[LEVEL] memberlist: …" lines to slog at their level.
-type logWriter struct{ logger *slog.Logger }
+// logWriter routes memberlist's "[LEVEL] memberlist: …" lines to slog at their level. memberlist tells
+// nobody else that it refuted its own death, so refuted is called on the line that says so.
+type logWriter struct {
+	logger  *slog.Logger
+	refuted func()
+}
 
 func (w logWriter) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
+	if w.refuted != nil && strings.Contains(line, "Refuting a dead message") {
+		defer w.refuted()
+	}
 	level := slog.LevelDebug
-	for prefix, l := range map[string]slog.Level{"[ERR]": slog.LevelError, "[WARN]": slog.LevelWarn, "[INFO]": slog.LevelInfo} {
+	for prefix, l := range map[string]slog.Level{"[ERR]": slog.LevelError, "[WARN]": slog.LevelWarn, "[INFO]": slog.LevelInfo, "[DEBUG]": slog.LevelDebug} {
 		if i := strings.Index(line, prefix); i >= 0 {
 			level, line = l, strings.TrimSpace(line[i+len(prefix):])
 			break

@@ -86,10 +86,10 @@ func (l *lookup) close() {
 	l.system.EventStream.Unsubscribe(l.sub)
 }
 
+// pid returns the PID of the grain's activation on its owner under the current topology. A cached PID
+// on another member (the topology changed since) is not used: its activation is left to passivate,
+// and the owner activates the grain, so that a grain and those placed with it stay on one member.
 func (l *lookup) pid(ctx context.Context, identity, kind string) (*actor.PID, error) {
-	if pid, ok := l.cache.Get(identity, kind); ok {
-		return pid, nil
-	}
 	ci := pcluster.NewClusterIdentity(identity, kind)
 	r := l.rdv.Load()
 	if r == nil {
@@ -103,6 +103,12 @@ func (l *lookup) pid(ctx context.Context, identity, kind string) (*actor.PID, er
 	owner := r.GetByClusterIdentity(placed)
 	if owner == "" {
 		return nil, &UnavailableError{Reason: fmt.Sprintf("no member hosts kind %q", kind)}
+	}
+	if pid, ok := l.cache.Get(identity, kind); ok {
+		if pid.Address == owner {
+			return pid, nil
+		}
+		l.cache.RemoveByValue(identity, kind, pid)
 	}
 	reply, err := request(ctx, l.system, actor.NewPID(owner, disthash.PartitionActivatorActorName),
 		&pcluster.ActivationRequest{ClusterIdentity: ci}, l.departed(owner))

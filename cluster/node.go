@@ -51,8 +51,8 @@ type Config struct {
 	// certificates required, for mutual TLS).
 	ServerTLS, ClientTLS *tls.Config
 	// OnStall is called when the process was paused longer than the gossip suspicion timeout (see
-	// watchStalls); it should end the process. Only multi-node clusters watch for stalls. Default: log
-	// and exit with status 75.
+	// watchStalls), with the pause, or when the others had declared this member dead, with 0; it should
+	// end the process. Only multi-node clusters watch for stalls. Default: log and exit with status 75.
 	OnStall func(gap time.Duration)
 	// Registerer receives the cluster's metrics; nil registers none.
 	Registerer prometheus.Registerer
@@ -87,7 +87,7 @@ func (c Config) withDefaults() Config {
 	if c.OnStall == nil {
 		logger := c.Logger
 		c.OnStall = func(gap time.Duration) {
-			logger.Error("cluster: process was paused past the suspicion timeout; exiting to rejoin as a new member",
+			logger.Error("cluster: the others took this member's grains over (a pause past the suspicion timeout, or declared dead); exiting to rejoin as a new member",
 				slog.Duration("pause", gap))
 			os.Exit(75)
 		}
@@ -141,7 +141,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	var source membership = &singleMember{}
 	if cfg.Gossip.Bind != "" {
-		source = newGossipMembership(cfg.Gossip, logger)
+		source = newGossipMembership(cfg.Gossip, logger, func() { go cfg.OnStall(0) })
 	}
 	m := newMetrics(cfg.Registerer)
 	prov := newProvider(source, logger, m.topologyApplied)
@@ -195,11 +195,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if cfg.Gossip.Bind != "" {
 		limit := cfg.Gossip.SuspicionTimeout()
-		ticker := time.NewTicker(limit / 4)
-		go func() {
-			defer ticker.Stop()
-			watchStalls(ticker.C, limit, cfg.OnStall, n.stopped)
-		}()
+		go watchStalls(clockTicks(limit/4, n.stopped), limit, cfg.OnStall, n.stopped)
 	}
 	n.logger.Info("cluster node started", slog.String("address", system.Address()), slog.String("id", system.ID))
 	return n, nil
@@ -262,7 +258,6 @@ func (n *Node) Cluster() *pcluster.Cluster { return n.cluster }
 // the same minus those; a multi-member provider waits for hand-over in its own leave.
 func (n *Node) Stop(ctx context.Context) error {
 	n.stopOnce.Do(func() {
-		n.closing.Store(true)
 		go func() {
 			defer close(n.stopped)
 			<-n.started
@@ -291,6 +286,9 @@ func (n *Node) teardown() error {
 	c := n.cluster
 	c.Gossip.SetState(pcluster.GracefullyLeftKey, &emptypb.Empty{})
 	err := n.provider.Shutdown(true)
+	// Only now do asks fail at once: until the others knew this member was
+	// leaving, its grains' asks to each other still had to work.
+	n.closing.Store(true)
 	// Poisons the placement actor, which poisons every grain it activated and waits for them.
 	c.IdentityLookup.Shutdown()
 	c.Gossip.Shutdown()
