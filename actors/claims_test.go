@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kalcifer/kalcifer/store"
-	"github.com/kalcifer/kalcifer/store/sqlite"
+	"github.com/kalcifer/kalcifer/store/sqlite/sqlitetest"
+	"github.com/kalcifer/kalcifer/supervisor"
 )
 
 // claimsRig is a store with a tenant and two customers, and a clock tests move.
@@ -19,8 +19,7 @@ type claimsRig struct {
 	st         store.Store
 	tenant     string
 	alice, bob string
-	mu         sync.Mutex
-	now        time.Time
+	clock      *supervisor.ManualClock
 }
 
 var errBoom = errors.New("boom")
@@ -28,22 +27,15 @@ var errBoom = errors.New("boom")
 func newClaimsRig(t *testing.T) *claimsRig {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rig := &claimsRig{st: st, now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
-	ten, err := st.Tenants().CreateTenant(ctx, "acme", rig.now)
+	st := sqlitetest.Open(t)
+	rig := &claimsRig{st: st, clock: supervisor.NewManualClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))}
+	ten, err := st.Tenants().CreateTenant(ctx, "acme", rig.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	rig.tenant = ten.ID
 	for name, id := range map[string]*string{"alice": &rig.alice, "bob": &rig.bob} {
-		cus, _, err := st.Customers().UpsertCustomer(ctx, ten.ID, name, store.CustomerPatch{}, rig.now)
+		cus, _, err := st.Customers().UpsertCustomer(ctx, ten.ID, name, store.CustomerPatch{}, rig.clock.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,28 +44,16 @@ func newClaimsRig(t *testing.T) *claimsRig {
 	return rig
 }
 
-func (rig *claimsRig) clock() time.Time {
-	rig.mu.Lock()
-	defer rig.mu.Unlock()
-	return rig.now
-}
-
-func (rig *claimsRig) advance(d time.Duration) {
-	rig.mu.Lock()
-	defer rig.mu.Unlock()
-	rig.now = rig.now.Add(d)
-}
-
 // TestFireDueRefiresAFailedTimerOnceItsLeaseLapses: a timer whose fire
 // failed stays claimed, so the next pass does not fire it again at once;
 // once the lease lapses, a pass does.
 func TestFireDueRefiresAFailedTimerOnceItsLeaseLapses(t *testing.T) {
 	ctx := context.Background()
 	rig := newClaimsRig(t)
-	in := store.Instance{ID: store.NewID("ins", rig.now), TenantID: rig.tenant, JourneyID: "jrn_x", Version: 1,
-		CustomerID: rig.alice, Status: store.InstanceWaiting, Snapshot: json.RawMessage(`{}`), UpdatedAt: rig.now}
+	in := store.Instance{ID: store.NewID("ins", rig.clock.Now()), TenantID: rig.tenant, JourneyID: "jrn_x", Version: 1,
+		CustomerID: rig.alice, Status: store.InstanceWaiting, Snapshot: json.RawMessage(`{}`), UpdatedAt: rig.clock.Now()}
 	err := rig.st.Instances().Commit(ctx, []store.Commit{{Instance: in, Create: true,
-		Timers: []store.Timer{{TokenID: "ok", DueAt: rig.now}, {TokenID: "bad", DueAt: rig.now}}}})[0]
+		Timers: []store.Timer{{TokenID: "ok", DueAt: rig.clock.Now()}, {TokenID: "bad", DueAt: rig.clock.Now()}}}})[0]
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +68,7 @@ func TestFireDueRefiresAFailedTimerOnceItsLeaseLapses(t *testing.T) {
 		}
 		return nil
 	}
-	s := NewTimerService(rig.st.Instances(), fire, rig.clock, time.Hour, slog.New(slog.DiscardHandler), nil)
+	s := NewTimerService(rig.st.Instances(), fire, rig.clock.Now, time.Hour, slog.New(slog.DiscardHandler), nil)
 	pass := func(wantN, wantFailed int) {
 		t.Helper()
 		if n, failed, err := s.FireDue(ctx); err != nil || n != wantN || failed != wantFailed {
@@ -99,9 +79,9 @@ func TestFireDueRefiresAFailedTimerOnceItsLeaseLapses(t *testing.T) {
 	// claimed again only once the lease lapses.
 	pass(2, 1)
 	pass(0, 0)
-	rig.advance(s.lease - time.Microsecond)
+	rig.clock.Advance(s.lease - time.Microsecond)
 	pass(0, 0)
-	rig.advance(time.Microsecond)
+	rig.clock.Advance(time.Microsecond)
 	pass(2, 1)
 	if fired["ok"] != 2 || fired["bad"] != 2 {
 		t.Fatalf("fired %v", fired)
@@ -121,12 +101,12 @@ func TestSweepGoesPastEventsItFailsToRoute(t *testing.T) {
 		if i >= 1000 {
 			c = rig.bob
 		}
-		events = append(events, store.Event{CustomerID: c, Type: "x", ReceivedAt: rig.now.Add(time.Duration(i) * time.Millisecond)})
+		events = append(events, store.Event{CustomerID: c, Type: "x", ReceivedAt: rig.clock.Now().Add(time.Duration(i) * time.Millisecond)})
 	}
 	if _, _, err := rig.st.Events().AppendEvents(ctx, rig.tenant, events); err != nil {
 		t.Fatal(err)
 	}
-	rig.advance(time.Minute)
+	rig.clock.Advance(time.Minute)
 	aliceDown := true
 	route := func(_ context.Context, e store.Event) error {
 		if e.CustomerID == rig.alice && aliceDown {
@@ -134,7 +114,7 @@ func TestSweepGoesPastEventsItFailsToRoute(t *testing.T) {
 		}
 		return nil
 	}
-	r := NewRouter(rig.st.Events(), route, rig.clock, 4, time.Hour, slog.New(slog.DiscardHandler))
+	r := NewRouter(rig.st.Events(), route, rig.clock.Now, 4, time.Hour, slog.New(slog.DiscardHandler))
 	if n, err := r.Sweep(ctx, r.grace); n != 500 || !errors.Is(err, errBoom) {
 		t.Fatalf("first sweep routed %d, %v; want 500 and the routing error", n, err)
 	}
@@ -142,7 +122,7 @@ func TestSweepGoesPastEventsItFailsToRoute(t *testing.T) {
 	if n, err := r.Sweep(ctx, r.grace); n != 0 || err != nil {
 		t.Fatalf("sweep within the lease routed %d, %v; want 0", n, err)
 	}
-	rig.advance(r.lease)
+	rig.clock.Advance(r.lease)
 	if n, err := r.Sweep(ctx, r.grace); n != 1000 || err != nil {
 		t.Fatalf("sweep after the lease routed %d, %v; want 1000", n, err)
 	}

@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/kalcifer/kalcifer/nodes"
 	"github.com/kalcifer/kalcifer/store"
-	"github.com/kalcifer/kalcifer/store/sqlite"
+	"github.com/kalcifer/kalcifer/store/sqlite/sqlitetest"
 )
 
 // TestGiveUpFailsTheInstanceAndPausesTheJourney drives what the instance
@@ -22,14 +21,7 @@ import (
 // of one journey within the window pauses the journey.
 func TestGiveUpFailsTheInstanceAndPausesTheJourney(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := sqlitetest.Open(t)
 	rt, err := Start(ctx, Options{Store: st, Nodes: nodes.Default(), Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

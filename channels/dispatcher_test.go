@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/kalcifer/kalcifer/store"
-	"github.com/kalcifer/kalcifer/store/sqlite"
+	"github.com/kalcifer/kalcifer/store/sqlite/sqlitetest"
 )
 
 // outbox is a store whose outbox holds one pending delivery for each of
@@ -22,14 +21,7 @@ import (
 func outbox(t *testing.T, now time.Time, channels ...string) (store.Store, store.Tenant) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := sqlitetest.Open(t)
 	ten, err := st.Tenants().CreateTenant(ctx, "acme", now)
 	if err != nil {
 		t.Fatal(err)
