@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,61 +40,61 @@ type MemberState struct {
 // Members returns the gossip view of the cluster with each member's own count of its grains, asked of
 // every member in parallel within ctx.
 func (n *Node) Members(ctx context.Context) []MemberState {
-	ctx, cancel := n.bound(ctx)
-	defer cancel()
 	members := n.source.members()
-	var wg sync.WaitGroup
 	for i := range members {
-		m := &members[i]
-		m.Self = m.ID == n.system.ID
-		if m.State != "alive" && m.State != "suspect" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			reply, err := request(ctx, n.system, actor.NewPID(m.Address, memberActorName), &actorpb.MemberStatsRequest{}, nil)
-			stats, ok := reply.(*actorpb.MemberStats)
-			switch {
-			case err != nil:
-				m.Error = err.Error()
-			case !ok:
-				m.Error = "unexpected reply"
-			default:
-				m.Activations = stats.GetActivations()
-				started := time.UnixMilli(stats.GetStartedAtMs()).UTC()
-				m.StartedAt = &started
-			}
-		}()
+		members[i].Self = members[i].ID == n.system.ID
 	}
-	wg.Wait()
+	n.askMembers(ctx, members, &actorpb.MemberStatsRequest{}, func(m *MemberState, reply any, err error) {
+		stats, ok := reply.(*actorpb.MemberStats)
+		switch {
+		case err != nil:
+			m.Error = err.Error()
+		case !ok:
+			m.Error = "unexpected reply"
+		default:
+			m.Activations = stats.GetActivations()
+			started := time.UnixMilli(stats.GetStartedAtMs()).UTC()
+			m.StartedAt = &started
+		}
+	})
 	return members
 }
 
 // Broadcast delivers msg to every other alive member's OnBroadcast and returns once all have handled it,
 // or with the members that did not within ctx.
 func (n *Node) Broadcast(ctx context.Context, msg proto.Message) error {
+	others := slices.DeleteFunc(n.source.members(), func(m MemberState) bool { return m.ID == n.system.ID })
+	var errs []error
+	n.askMembers(ctx, others, msg, func(m *MemberState, _ any, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("broadcast to %s: %w", m.Address, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// askMembers sends msg to the member actor of each alive or suspect member in parallel, within ctx, and
+// hands each reply to answer, one at a time.
+func (n *Node) askMembers(ctx context.Context, members []MemberState, msg proto.Message, answer func(m *MemberState, reply any, err error)) {
 	ctx, cancel := n.bound(ctx)
 	defer cancel()
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
+		wg sync.WaitGroup
+		mu sync.Mutex
 	)
-	for _, m := range n.source.members() {
-		if m.ID == n.system.ID || (m.State != "alive" && m.State != "suspect") {
+	for i := range members {
+		m := &members[i]
+		if m.State != "alive" && m.State != "suspect" {
 			continue
 		}
 		wg.Go(func() {
-			if _, err := request(ctx, n.system, actor.NewPID(m.Address, memberActorName), msg, n.lookup.departed(m.Address)); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("broadcast to %s: %w", m.Address, err))
-				mu.Unlock()
-			}
+			reply, err := request(ctx, n.system, actor.NewPID(m.Address, memberActorName), msg, n.lookup.departed(m.Address))
+			mu.Lock()
+			defer mu.Unlock()
+			answer(m, reply, err)
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // answerMember is the member actor's behaviour: stats on request, any other request to OnBroadcast.
