@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kalcifer/kalcifer/store"
+	"github.com/kalcifer/kalcifer/supervisor"
 )
 
 // TimerService fires due timers: it claims them in the store and hands each
@@ -26,7 +27,7 @@ type TimerService struct {
 	poll   time.Duration
 	lease  time.Duration
 	batch  int
-	wake   chan struct{}
+	wake   supervisor.Waker
 	log    *slog.Logger
 	lag    prometheus.Histogram
 	// mu makes passes one at a time, so that a pass that claims nothing
@@ -48,7 +49,7 @@ func NewTimerService(timers store.Instances, fire func(context.Context, store.Ti
 		reg.MustRegister(lag)
 	}
 	return &TimerService{timers: timers, fire: fire, now: now, poll: poll, lease: 10 * time.Second, batch: 512,
-		wake: make(chan struct{}, 1), log: log, lag: lag}
+		wake: supervisor.NewWaker(), log: log, lag: lag}
 }
 
 // Name identifies the service in the supervision tree.
@@ -56,34 +57,20 @@ func (s *TimerService) Name() string { return "timer-service" }
 
 // Wake makes the service look for due timers now, e.g. after a commit set a
 // timer due sooner than the next poll.
-func (s *TimerService) Wake() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
+func (s *TimerService) Wake() { s.wake.Wake() }
 
 // Run fires timers until ctx ends.
 func (s *TimerService) Run(ctx context.Context) error {
-	ticker := time.NewTicker(s.poll)
-	defer ticker.Stop()
-	for {
+	supervisor.Poll(ctx, s.poll, s.wake, func(ctx context.Context) bool {
 		n, _, err := s.FireDue(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("fire due timers", "error", err)
 		}
 		// A full batch means more may be due. The timers of this one that
 		// failed stay claimed, so claiming again at once gets others.
-		if n == s.batch {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.wake:
-		case <-ticker.C:
-		}
-	}
+		return n == s.batch
+	})
+	return nil
 }
 
 // FireDue claims one batch of due timers and fires them, several at a time;

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kalcifer/kalcifer/store"
+	"github.com/kalcifer/kalcifer/supervisor"
 )
 
 // Sender delivers one message through a provider and returns the provider's
@@ -47,7 +48,7 @@ type Dispatcher struct {
 	// lease is how long the deliveries a pass claims are its own to send.
 	lease time.Duration
 	batch int
-	wake  chan struct{}
+	wake  supervisor.Waker
 	log   *slog.Logger
 	// Claims make passes disjoint, those of different processes as those
 	// of this one. mu makes this process's passes one at a time besides,
@@ -63,39 +64,25 @@ func NewDispatcher(d store.Deliveries, c store.Customers, s Sender, now func() t
 	// had claimed waits for the lease to lapse before another node sends it,
 	// and a pass must send its batch within the lease.
 	return &Dispatcher{deliveries: d, customers: c, sender: s, now: now, poll: poll, lease: 20 * time.Second, batch: 32,
-		wake: make(chan struct{}, 1), log: log}
+		wake: supervisor.NewWaker(), log: log}
 }
 
 // Name identifies the dispatcher in the supervision tree.
 func (d *Dispatcher) Name() string { return "outbox-dispatcher" }
 
 // Wake tells the dispatcher that deliveries were committed.
-func (d *Dispatcher) Wake() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
-}
+func (d *Dispatcher) Wake() { d.wake.Wake() }
 
 // Run dispatches until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	ticker := time.NewTicker(d.poll)
-	defer ticker.Stop()
-	for {
+	supervisor.Poll(ctx, d.poll, d.wake, func(ctx context.Context) bool {
 		n, err := d.DispatchOnce(ctx)
 		if err != nil && ctx.Err() == nil {
 			d.log.Warn("dispatch deliveries", "error", err)
 		}
-		if n == d.batch {
-			continue // more are waiting
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-d.wake:
-		case <-ticker.C:
-		}
-	}
+		return n == d.batch // more are waiting
+	})
+	return nil
 }
 
 // DispatchOnce claims one batch of pending deliveries, sends them and
