@@ -205,9 +205,24 @@ type Delivery struct {
 	Provider          string          `json:"provider,omitempty"`
 	ProviderMessageID string          `json:"provider_message_id,omitempty"`
 	Error             string          `json:"error,omitempty"`
-	Attempts          int             `json:"attempts"`
-	CreatedAt         time.Time       `json:"created_at"`
-	UpdatedAt         time.Time       `json:"updated_at"`
+	// ErrorCode is the stable reason of a skip or failure, or the last
+	// retryable failure of a delivery still pending.
+	ErrorCode string `json:"error_code,omitempty"`
+	Attempts  int    `json:"attempts"`
+	// ClaimUntil is when the delivery's claim lapses, or, for a delivery
+	// deferred (a retry's backoff, quiet hours), when it may be sent. A
+	// claim's value also identifies the claim.
+	ClaimUntil time.Time `json:"-"`
+	// AttemptStarted is set while a send is under way and cleared when its
+	// outcome is recorded; a claim that finds it set is looking at a send
+	// that may have reached the provider.
+	AttemptStarted time.Time  `json:"-"`
+	SentAt         *time.Time `json:"sent_at,omitempty"`
+	DeliveredAt    *time.Time `json:"delivered_at,omitempty"`
+	OpenedAt       *time.Time `json:"opened_at,omitempty"`
+	ClickedAt      *time.Time `json:"clicked_at,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
 }
 
 // Commit is everything one engine step changes, written atomically.
@@ -278,11 +293,33 @@ type Instances interface {
 	CountSends(ctx context.Context, tenantID, customerID, channel string, since time.Time) (int, error)
 }
 
+// DeliveryCount is how many deliveries are on a channel in a status.
+type DeliveryCount struct {
+	Channel string `json:"channel"`
+	Status  string `json:"status"`
+	Count   int    `json:"count"`
+}
+
+// DeliveryEvent is a status a provider reported for a delivery.
+type DeliveryEvent struct {
+	TenantID   string
+	DeliveryID string
+	// Provider and MessageID find the delivery when DeliveryID is empty.
+	Provider   string
+	MessageID  string
+	Type       string
+	EventID    string
+	Reason     string
+	At         time.Time
+	ReceivedAt time.Time
+}
+
 // DeliveryFilter narrows ListDeliveries.
 type DeliveryFilter struct {
 	JourneyID  string
 	InstanceID string
 	CustomerID string
+	Channel    string
 	Status     string
 	After      string
 	Limit      int
@@ -299,7 +336,25 @@ type Deliveries interface {
 	// ReleaseDeliveries gives up the leases of claimed deliveries that were
 	// not sent (a process draining), so another claim takes them at once.
 	ReleaseDeliveries(ctx context.Context, ds []Delivery) error
-	// UpdateDelivery records the outcome of a send attempt.
+	// BeginAttempt records, before a send, that d's attempt d.Attempts
+	// is under way (d.AttemptStarted) with d.Provider. It fails with
+	// ErrConflict unless d is still pending under the claim d.ClaimUntil
+	// names, so that no send starts once another claim has the delivery.
+	BeginAttempt(ctx context.Context, d Delivery) error
+	// UpdateDelivery records the outcome of a send attempt, a skip or a
+	// deferral: status, provider, message id, error, attempts, ClaimUntil,
+	// AttemptStarted and SentAt.
 	UpdateDelivery(ctx context.Context, d Delivery) error
+	GetDelivery(ctx context.Context, tenantID, id string) (Delivery, error)
 	ListDeliveries(ctx context.Context, tenantID string, f DeliveryFilter) ([]Delivery, error)
+	// CountDeliveries counts the deliveries f selects (After and Limit
+	// aside) by channel and status; opened and clicked count deliveries
+	// reported opened or clicked, whatever their status.
+	CountDeliveries(ctx context.Context, tenantID string, f DeliveryFilter) ([]DeliveryCount, error)
+	// RecordDeliveryEvent finds the delivery ev names (by DeliveryID, else
+	// by Provider and MessageID) and, unless the same event was recorded
+	// before, records it and stores what apply makes of the delivery, in
+	// one transaction. It returns the delivery as stored and whether the
+	// event was new; an unknown delivery is ErrNotFound.
+	RecordDeliveryEvent(ctx context.Context, ev DeliveryEvent, apply func(Delivery) Delivery) (Delivery, bool, error)
 }

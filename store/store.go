@@ -33,6 +33,8 @@ type Store interface {
 	Events() Events
 	Instances() Instances
 	Deliveries() Deliveries
+	Providers() Providers
+	Templates() Templates
 	// Migrate applies every embedded migration not yet applied, in order.
 	Migrate(ctx context.Context) error
 	// Ping reports whether the database answers.
@@ -57,6 +59,18 @@ type TenantSettings struct {
 	// customer yet. By default such an event creates the customer, as
 	// Segment's track does.
 	RejectUnknownCustomers bool `json:"reject_unknown_customers"`
+	// QuietHours, if set, holds back messages to customers while it is
+	// night where they are.
+	QuietHours *QuietHours `json:"quiet_hours,omitempty"`
+}
+
+// QuietHours is a daily window, in each customer's time zone, in which
+// messages on Channels wait instead of going out. Start and End are
+// "HH:MM"; a window whose End is before its Start runs past midnight.
+type QuietHours struct {
+	Start    string   `json:"start"`
+	End      string   `json:"end"`
+	Channels []string `json:"channels"`
 }
 
 // APIKey is a tenant's credential. Only the SHA-256 of the secret is stored;

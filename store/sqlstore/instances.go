@@ -220,7 +220,7 @@ func (s *Store) addRows(ctx context.Context, tx txn, cs []store.Commit) error {
 	if err := s.insertRows(ctx, tx, `instance_steps`, stepCols, false, steps); err != nil {
 		return fmt.Errorf("steps: %w", err)
 	}
-	if err := s.insertRows(ctx, tx, `deliveries`, deliveryCols, true, deliveries); err != nil {
+	if err := s.insertRows(ctx, tx, `deliveries`, deliveryInsertCols, true, deliveries); err != nil {
 		return fmt.Errorf("deliveries: %w", err)
 	}
 	if err := s.replaceRows(ctx, tx, `timers`, timerCols, updated, timers); err != nil {

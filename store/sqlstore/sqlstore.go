@@ -84,6 +84,8 @@ func (s *Store) Customers() store.Customers   { return s }
 func (s *Store) Events() store.Events         { return s }
 func (s *Store) Instances() store.Instances   { return s }
 func (s *Store) Deliveries() store.Deliveries { return s }
+func (s *Store) Providers() store.Providers   { return s }
+func (s *Store) Templates() store.Templates   { return s }
 func (s *Store) Driver() string               { return s.d.Name }
 
 // Close closes the prepared statements, then the database handles.

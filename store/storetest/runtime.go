@@ -33,6 +33,10 @@ var runtimeTests = []struct {
 	{"Steps", testSteps},
 	{"Deliveries", testDeliveries},
 	{"ConcurrentClaims", testConcurrentClaims},
+	{"DeliveryAttempts", testDeliveryAttempts},
+	{"DeliveryEvents", testDeliveryEvents},
+	{"Providers", testProviders},
+	{"Templates", testTemplates},
 	{"CountSends", testCountSends},
 	{"ListInstances", testListInstances},
 	{"RuntimeTenantIsolation", testRuntimeTenantIsolation},
@@ -689,6 +693,8 @@ func testDeliveries(t *testing.T, s store.Store) {
 	// The oldest first, of any tenant, up to the limit.
 	pending := claim(100, 2)
 	wantEqual(t, ids(pending, deliveryKey), []string{"k2", "k1"})
+	wantEqual(t, pending[0].ClaimUntil, stored(at(160)))
+	pending[0].ClaimUntil = time.Time{}
 	wantEqual(t, pending[0], byKey["k2"])
 	wantEqual(t, pending[1].TenantID, other.tenant)
 	// A leased delivery is not claimed again until its lease lapses.
