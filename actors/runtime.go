@@ -17,6 +17,9 @@ import (
 
 	"github.com/kalcifer/kalcifer/actors/actorpb"
 	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/accounts"
+	"github.com/kalcifer/kalcifer/channels/logprovider"
+	"github.com/kalcifer/kalcifer/channels/outbox"
 	"github.com/kalcifer/kalcifer/cluster"
 	"github.com/kalcifer/kalcifer/engine"
 	"github.com/kalcifer/kalcifer/nodes"
@@ -51,8 +54,9 @@ type Options struct {
 	TimerPoll time.Duration
 	// DispatchPoll is how often the outbox is polled besides wake-ups; default 1 s.
 	DispatchPoll time.Duration
-	// Sender sends deliveries; default channels.LogSender.
-	Sender channels.Sender
+	// Accounts are the tenants' provider accounts deliveries go out
+	// through; default: every channel to the log provider.
+	Accounts *accounts.Manager
 	// IdleTimeout passivates idle grains; default 2 minutes.
 	IdleTimeout time.Duration
 	// OnCommit, if set, is told about every instance commit once it is
@@ -72,7 +76,7 @@ type Runtime struct {
 	committer  *store.GroupCommitter
 	timers     *TimerService
 	router     *Router
-	dispatcher *channels.Dispatcher
+	dispatcher *outbox.Dispatcher
 	plans      *plans
 	entries    *entries
 	timerPoll  time.Duration
@@ -108,8 +112,13 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.DispatchPoll <= 0 {
 		opts.DispatchPoll = time.Second
 	}
-	if opts.Sender == nil {
-		opts.Sender = channels.LogSender{Logger: opts.Logger}
+	if opts.Accounts == nil {
+		m, err := accounts.New(accounts.Options{Store: opts.Store.Providers(), Kinds: []channels.Kind{logprovider.Kind},
+			Fallback: logprovider.Kind.Name, Deps: channels.Deps{Now: opts.Now, Logger: opts.Logger}})
+		if err != nil {
+			return nil, err
+		}
+		opts.Accounts = m
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 2 * time.Minute
@@ -127,7 +136,12 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	r.escalation = newEscalation(opts.Now, 10*time.Minute, 5)
 	r.timers = NewTimerService(opts.Store.Instances(), r.fireTimer, opts.Now, opts.TimerPoll, opts.Logger, opts.Registerer)
 	r.router = NewRouter(opts.Store.Events(), r.routeEvent, opts.Now, 64, 30*time.Second, opts.Logger)
-	r.dispatcher = channels.NewDispatcher(opts.Store.Deliveries(), opts.Store.Customers(), opts.Sender, opts.Now, opts.DispatchPoll, opts.Logger)
+	dispatcher, err := outbox.New(outbox.Options{Store: opts.Store, Accounts: opts.Accounts, Now: opts.Now, Poll: opts.DispatchPoll,
+		Logger: opts.Logger, Registerer: opts.Registerer})
+	if err != nil {
+		return nil, err
+	}
+	r.dispatcher = dispatcher
 
 	// Instances get their own supervisor: its give-up marks the instance failed.
 	grainOpts := KindOptions{IdleTimeout: opts.IdleTimeout, Logger: opts.Logger}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kalcifer/kalcifer/netguard"
 )
 
 // ErrBadSignature is a status callback whose signature does not check out.
@@ -77,14 +79,20 @@ type Response struct {
 const maxResponse = 1 << 20
 
 // Do sends req with client and reads the response. A transport error is
-// returned classified: retryable and sure when the request was never
-// written (nothing reached the provider), retryable and unsure otherwise.
+// returned classified: permanent when the guard refused the target,
+// retryable and sure when the request was never written (nothing reached
+// the provider), retryable and unsure otherwise.
 // An HTTP error status is not an error here; HTTPError classifies it.
 func Do(ctx context.Context, client *http.Client, req *http.Request) (Response, error) {
 	var wrote bool
 	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) { wrote = wrote || i.Err == nil }}
 	req = req.WithContext(httptrace.WithClientTrace(ctx, trace))
 	resp, err := client.Do(req)
+	if errors.Is(err, netguard.ErrRefused) {
+		// A target on a private network stays there however often the
+		// send is retried.
+		return Response{}, Permanent("refused", err)
+	}
 	if err != nil {
 		return Response{}, &Error{Retryable: true, Unsure: wrote, Err: fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err)}
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -104,6 +106,8 @@ type Deps struct {
 	// RootCAs verifies servers' certificates; nil trusts the system's roots.
 	RootCAs *x509.CertPool
 	Now     func() time.Time
+	// Logger is the process's; the log provider writes its sends there.
+	Logger *slog.Logger
 }
 
 // Kind is one provider implementation: the name configurations give as
@@ -126,6 +130,11 @@ type Kind struct {
 	// reports. It is nil for providers that post none. A request that fails
 	// the check returns an error wrapping ErrBadSignature.
 	Statuses func(r *http.Request, body []byte, config json.RawMessage, deps Deps) ([]Status, error)
+	// Challenge answers the GET a provider sends to check a callback URL
+	// before it posts statuses there (Meta's hub.challenge): the body to
+	// answer with, or false to refuse. It is nil for providers that send
+	// none.
+	Challenge func(query url.Values, config json.RawMessage) (string, bool)
 }
 
 // Status types a provider reports about a message it took.

@@ -301,6 +301,7 @@ func TestInstanceActions(t *testing.T) {
 func TestUnknownCustomersRejectedWhenTheTenantSaysSo(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		j := e.publish(welcome())
+		e.reachable.Store("ghost", true) // the harness must not create ghost
 		ok[map[string]any](e.do("PATCH", "/tenant", map[string]any{"settings": map[string]any{"reject_unknown_customers": true}}), http.StatusOK)
 		e.do("POST", "/events", map[string]any{"customer_id": "ghost", "type": "signed_up"}).fails(http.StatusUnprocessableEntity, "unknown_customer")
 		e.do("POST", "/track", map[string]any{"userId": "ghost", "event": "signed_up"}).fails(http.StatusUnprocessableEntity, "unknown_customer")

@@ -19,8 +19,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +62,27 @@ type env struct {
 	url    string
 	key    string
 	tenant store.Tenant
+	// reachable holds the customers given an address on every channel;
+	// the envs of subtests share it.
+	reachable *sync.Map
+}
+
+// address is an email address, a phone number and a push token.
+func address(customer string) map[string]any {
+	return map[string]any{"email": customer + "@example.com", "phone": "+15550100", "push_tokens": []string{"tok-" + customer}}
+}
+
+// reach gives the customer an email address, a phone number and a push
+// token, once, so that what journeys send them goes out.
+func (e *env) reach(customer string) {
+	e.t.Helper()
+	if _, done := e.reachable.LoadOrStore(customer, true); done {
+		return
+	}
+	r := e.do("PUT", "/customers/"+url.PathEscape(customer), address(customer))
+	if r.status != http.StatusOK && r.status != http.StatusCreated {
+		e.t.Fatalf("give %s an address: %d %s", customer, r.status, r.body)
+	}
 }
 
 // forEachStore runs test against a fresh engine on each store.
@@ -84,7 +107,7 @@ func newEnv(t *testing.T, open func(context.Context, testing.TB) (store.Store, e
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	e := &env{t: t, store: st, clock: supervisor.NewManualClock(start)}
+	e := &env{t: t, store: st, clock: supervisor.NewManualClock(start), reachable: &sync.Map{}}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// The services' own polls are set beyond any test's length, so that
 	// only settle moves timers and the outbox.
@@ -235,6 +258,7 @@ type eventResult struct {
 // event posts an event and asserts it was committed.
 func (e *env) event(customer, eventType string, fields map[string]any) eventResult {
 	e.t.Helper()
+	e.reach(customer)
 	body := map[string]any{"customer_id": customer, "type": eventType}
 	for k, v := range fields {
 		body[k] = v
@@ -321,6 +345,7 @@ func (e *env) trigger(journeyID string, header map[string]string, customers ...s
 	e.t.Helper()
 	targets := make([]map[string]any, len(customers))
 	for i, c := range customers {
+		e.reach(c)
 		targets[i] = map[string]any{"customer_id": c}
 	}
 	r := e.send("POST", "/journeys/"+journeyID+"/trigger", map[string]any{"customers": targets}, header)

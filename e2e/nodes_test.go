@@ -6,6 +6,7 @@ package e2e
 // back through the API (instance, timeline, deliveries, customer).
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -213,16 +214,32 @@ func (e *env) customer(externalID string) customerView {
 	return ok[customerView](e.do("GET", "/customers/"+externalID+"?by=external_id", nil), http.StatusOK)
 }
 
-// putCustomer creates a customer with the given profile.
+// putCustomer creates a customer with the given profile, and the addresses
+// reach gives where the profile has none.
 func (e *env) putCustomer(externalID string, profile map[string]any) customerView {
 	e.t.Helper()
-	return ok[customerView](e.do("PUT", "/customers/"+externalID, profile), http.StatusCreated)
+	full := maps.Clone(profile)
+	if full == nil {
+		full = map[string]any{}
+	}
+	for k, v := range address(externalID) {
+		if _, set := full[k]; !set {
+			full[k] = v
+		}
+	}
+	e.reachable.Store(externalID, true)
+	return ok[customerView](e.do("PUT", "/customers/"+externalID, full), http.StatusCreated)
 }
 
 // enrolWith triggers the journey for targets ({customer_id, data?}) and
 // returns the per-target results.
 func (e *env) enrolWith(journeyID string, targets ...map[string]any) []enrolment {
 	e.t.Helper()
+	for _, target := range targets {
+		if id, ok := target["customer_id"].(string); ok {
+			e.reach(id)
+		}
+	}
 	r := e.do("POST", "/journeys/"+journeyID+"/trigger", map[string]any{"customers": targets})
 	return ok[struct{ Results []enrolment }](r, http.StatusOK).Results
 }
@@ -509,7 +526,12 @@ func TestNodeSendPush(t *testing.T) {
 
 func TestNodeSendWhatsApp(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
-		channelCase(t, e, "send_whatsapp", "whatsapp", map[string]any{"template_id": "order_confirmed", "language": "en_US"})
+		tpl, err := e.store.Templates().CreateTemplate(context.Background(), store.Template{TenantID: e.tenant.ID, Name: "order confirmed",
+			Channel: "whatsapp", Content: json.RawMessage(`{"template": "order_confirmed", "params": ["{{ event.properties.order_id }}"]}`), CreatedAt: start})
+		if err != nil {
+			t.Fatal(err)
+		}
+		channelCase(t, e, "send_whatsapp", "whatsapp", map[string]any{"template_id": tpl.ID, "language": "en_US"})
 	})
 }
 

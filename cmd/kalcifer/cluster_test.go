@@ -262,6 +262,10 @@ func tryCall(s *server, method, path, key, body string, header ...string) (int, 
 // many attempts failed.
 func (c *testCluster) enrol(journeyID, idemKey string, customers []string, start int) int {
 	c.t.Helper()
+	reach(c.t, customers, func(path, body string) (int, []byte, error) {
+		live := c.live()
+		return tryCall(live[mrand.IntN(len(live))].server(), http.MethodPut, path, c.key, body)
+	})
 	var targets []map[string]any
 	for _, id := range customers {
 		targets = append(targets, map[string]any{"customer_id": id})

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -45,11 +44,15 @@ func TestCrashRecovery(t *testing.T) {
 	s := startServer(t, dir, nil)
 	key := s.key
 	journeyID := createAndPublish(t, s, key, crashJourney)
+	customers := customerIDs("crash", crashCustomers)
 	var targets []map[string]any
-	for i := range crashCustomers {
-		targets = append(targets, map[string]any{"customer_id": fmt.Sprintf("crash-%03d", i)})
+	for _, id := range customers {
+		targets = append(targets, map[string]any{"customer_id": id})
 	}
 	enrol, _ := json.Marshal(map[string]any{"customers": targets})
+	reach(t, customers, func(path, body string) (int, []byte, error) {
+		return tryCall(s, http.MethodPut, path, key, body)
+	})
 	trigger := func(s *server) {
 		// The request may meet a server that is about to be killed; the
 		// next restart sends it again.

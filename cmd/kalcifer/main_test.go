@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -287,4 +288,37 @@ func TestBadInvocations(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "kalcifer ") {
 		t.Errorf("version: %v %s", err, out)
 	}
+}
+
+// reach gives each customer an email address, a phone number and a push
+// token, so that what journeys send them goes out, with put (a PUT of
+// path and body to some node), retried while it fails.
+func reach(t testing.TB, customers []string, put func(path, body string) (int, []byte, error)) {
+	t.Helper()
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for id := range work {
+				body, _ := json.Marshal(map[string]any{"email": id + "@example.com", "phone": "+15550100", "push_tokens": []string{"tok-" + id}})
+				deadline := time.Now().Add(time.Minute)
+				for {
+					code, data, err := put("/customers/"+id, string(body))
+					if err == nil && (code == http.StatusOK || code == http.StatusCreated) {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("give %s an address: %d %s %v", id, code, data, err)
+						break
+					}
+					time.Sleep(50 * time.Millisecond) // back off between retries of a real request
+				}
+			}
+		})
+	}
+	for _, id := range customers {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
 }
