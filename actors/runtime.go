@@ -57,6 +57,8 @@ type Options struct {
 	// Accounts are the tenants' provider accounts deliveries go out
 	// through; default: every channel to the log provider.
 	Accounts *accounts.Manager
+	// DeliveryWorkers is how many sends run at once; default 8.
+	DeliveryWorkers int
 	// IdleTimeout passivates idle grains; default 2 minutes.
 	IdleTimeout time.Duration
 	// OnCommit, if set, is told about every instance commit once it is
@@ -137,7 +139,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	r.timers = NewTimerService(opts.Store.Instances(), r.fireTimer, opts.Now, opts.TimerPoll, opts.Logger, opts.Registerer)
 	r.router = NewRouter(opts.Store.Events(), r.routeEvent, opts.Now, 64, 30*time.Second, opts.Logger)
 	dispatcher, err := outbox.New(outbox.Options{Store: opts.Store, Accounts: opts.Accounts, Now: opts.Now, Poll: opts.DispatchPoll,
-		Logger: opts.Logger, Registerer: opts.Registerer})
+		Logger: opts.Logger, Registerer: opts.Registerer, Workers: opts.DeliveryWorkers})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -79,6 +80,56 @@ func FuzzCustomers(f *testing.F) {
 			got := e.do("GET", "/customers/"+answered.ID, nil)
 			if got.status != http.StatusOK {
 				t.Fatalf("%s: customer %s answered but not stored: %d %s", e.store.Driver(), answered.ID, got.status, got.body)
+			}
+		}
+	})
+}
+
+// FuzzChannelBodies sends arbitrary bytes to the routes that take
+// templates, previews, provider accounts, quiet hours and status callbacks:
+// every answer is JSON and none is a server error.
+func FuzzChannelBodies(f *testing.F) {
+	for _, seed := range []string{
+		`{"name":"welcome","channel":"email","content":{"subject":"Hi {{ customer.name }}","html":"<p>x</p>","from":"a@b.test"}}`,
+		`{"name":"s","channel":"sms","content":{"body":"{% if %}","subject":1}}`,
+		`{"name":"p","channel":"push","content":{"title":"t","data":{"k":"{{ x | nosuch }}"}}}`,
+		`{"name":"w","channel":"whatsapp","content":{"template":"t","language":"fr","params":["{{ customer.first_name }}"]}}`,
+		`{"channel":"sms","content":{"body":"{{ customer.name | shout }}"},"customer_id":"ada","event":{"type":"t","properties":{"x":1}},"context":{"y":[]}}`,
+		`{"channel":"email","content":{"subject":"{% for i in (1..100000000) %}xxxxxxxx{% endfor %}","text":"t"},"customer_id":"ada"}`,
+		`{"customer_id":"ada","version":1}`,
+		`{"name":"pm","kind":"postmark","default_for":["email"],"config":{"server_token":"t","from":"a@b.test","webhook_username":"u","webhook_password":"p"}}`,
+		`{"name":"logs","kind":"log","rate":1e308,"burst":9223372036854775807,"config":{"x":null}}`,
+		`{"name":"x","kind":"twilio","config":{"account_sid":"AC","auth_token":"t","status_callback_url":"::"}}`,
+		`{"settings":{"quiet_hours":{"start":"22:00","end":"07:00","channels":["sms"]}}}`,
+		`{"settings":{"quiet_hours":{"start":"99:99","end":"-1:00","channels":["webhook"]}}}`,
+		`{"settings":{"quiet_hours":null,"reject_unknown_customers":true}}`,
+		`{"RecordType":"Delivery","MessageID":"m","DeliveredAt":"yesterday","Metadata":{"kalcifer_delivery_id":"dlv_1"}}`,
+		`[`, `null`, ``, `{"name":"\u0000"}`, "\xff\xfe",
+	} {
+		f.Add([]byte(seed))
+	}
+	r := &rig{}
+	e := newEnv(f, openSQLite(f), channelsOn(r, true))
+	e.upsert("ada", map[string]any{"name": "Ada", "email": "ada@example.test", "phone": "+15550100", "push_tokens": []string{"t"}}, http.StatusCreated)
+	tpl := ok[struct{ ID string }](e.do("POST", "/templates", `{"name":"t","channel":"sms","content":{"body":"hi"}}`), http.StatusCreated)
+	pm := ok[struct{ ID string }](e.do("POST", "/providers", `{"name":"hooks","kind":"postmark","config":{"server_token":"t","from":"a@b.test","webhook_username":"u","webhook_password":"p"}}`), http.StatusCreated)
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("u:p"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e := e.with(t)
+		for _, r := range []request{
+			{method: "POST", path: "/templates"},
+			{method: "PUT", path: "/templates/" + tpl.ID},
+			{method: "POST", path: "/templates/preview"},
+			{method: "POST", path: "/templates/" + tpl.ID + "/preview"},
+			{method: "POST", path: "/providers"},
+			{method: "PUT", path: "/providers/" + pm.ID},
+			{method: "PATCH", path: "/tenant"},
+			{method: "POST", path: "/callbacks/" + e.tenant.ID + "/" + pm.ID, key: new(""), header: map[string]string{"Authorization": basic}},
+		} {
+			r.body = body
+			got := e.send(r)
+			if got.status >= http.StatusInternalServerError || !json.Valid(got.body) {
+				t.Fatalf("%s %s %q: %d %s", r.method, r.path, body, got.status, got.body)
 			}
 		}
 	})

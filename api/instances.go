@@ -17,9 +17,6 @@ import (
 var instanceStatuses = []string{store.InstanceRunning, store.InstanceWaiting, store.InstancePaused,
 	store.InstanceCompleted, store.InstanceFailed, store.InstanceExited}
 
-var deliveryStatuses = []string{store.DeliveryPending, store.DeliverySent, store.DeliveryDelivered,
-	store.DeliveryBounced, store.DeliveryFailed, store.DeliverySkipped}
-
 // instanceDetail is an instance with its timeline and the engine's state.
 type instanceDetail struct {
 	store.Instance
@@ -84,19 +81,6 @@ func (s *Server) getInstance(c echo.Context) error {
 		return storeError(err, "instance_not_found", "instance timeline")
 	}
 	return c.JSON(http.StatusOK, instanceDetail{Instance: in, State: in.Snapshot, Timeline: nonNil(steps)})
-}
-
-func (s *Server) listDeliveries(c echo.Context) error {
-	status, err := oneOf(c, "status", deliveryStatuses)
-	if err != nil {
-		return err
-	}
-	f := store.DeliveryFilter{JourneyID: c.QueryParam("journey_id"), InstanceID: c.QueryParam("instance_id"),
-		CustomerID: c.QueryParam("customer_id"), Status: status}
-	return listPage(c, func(d store.Delivery) string { return d.ID }, func(after string, limit int) ([]store.Delivery, error) {
-		f.After, f.Limit = after, limit
-		return s.store.Deliveries().ListDeliveries(c.Request().Context(), tenantID(c), f)
-	})
 }
 
 // instanceAction applies a pause, resume or cancel through the engine.

@@ -91,18 +91,24 @@ type updateTenantRequest struct {
 // settingsPatch changes the settings that are sent and keeps the others.
 type settingsPatch struct {
 	RejectUnknownCustomers *bool `json:"reject_unknown_customers"`
+	// QuietHours replaces the quiet hours when sent; null removes them.
+	QuietHours json.RawMessage `json:"quiet_hours"`
+	quietHours *store.QuietHours
 }
 
 func (r *updateTenantRequest) check() error {
 	if r.Settings == nil {
 		return missingField("settings")
 	}
-	return nil
+	return r.Settings.checkQuietHours()
 }
 
 func (p settingsPatch) apply(s store.TenantSettings) store.TenantSettings {
 	if p.RejectUnknownCustomers != nil {
 		s.RejectUnknownCustomers = *p.RejectUnknownCustomers
+	}
+	if len(p.QuietHours) > 0 {
+		s.QuietHours = p.quietHours
 	}
 	return s
 }

@@ -19,6 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kalcifer/kalcifer/actors"
+	"github.com/kalcifer/kalcifer/channels/accounts"
+	"github.com/kalcifer/kalcifer/channels/compose"
+	"github.com/kalcifer/kalcifer/channels/status"
 	"github.com/kalcifer/kalcifer/journey"
 	"github.com/kalcifer/kalcifer/nodes"
 	"github.com/kalcifer/kalcifer/store"
@@ -58,6 +61,14 @@ type Options struct {
 	EventRateBurst int
 	// Engine runs journeys; without one the engine routes answer 503.
 	Engine Engine
+	// Accounts manages the tenants' provider accounts; without it the
+	// provider routes answer 503.
+	Accounts *accounts.Manager
+	// Intake records providers' status callbacks; without it the callback
+	// routes answer 503.
+	Intake *status.Intake
+	// Renderer renders template previews; nil means a new one.
+	Renderer *compose.Renderer
 	// Metrics is the registry /metrics serves; the API adds its collectors to
 	// it, so that the engine's metrics appear beside them. Nil means a new one.
 	Metrics *prometheus.Registry
@@ -75,6 +86,10 @@ type Server struct {
 	general *bucketFamily
 	events  *bucketFamily
 	engine  Engine
+	// accounts and intake are nil in a process without channels.
+	accounts *accounts.Manager
+	intake   *status.Intake
+	renderer *compose.Renderer
 	// revoking serialises key revocation on this node so that two concurrent
 	// revocations cannot both see another active key and leave none.
 	revoking sync.Mutex
@@ -112,6 +127,9 @@ func New(opts Options) (*Server, error) {
 	if opts.EventRateBurst == 0 {
 		opts.EventRateBurst = DefaultEventRateBurst
 	}
+	if opts.Renderer == nil {
+		opts.Renderer = compose.NewRenderer()
+	}
 	m, err := newMetrics(opts.Version, opts.Metrics)
 	if err != nil {
 		return nil, err
@@ -127,6 +145,10 @@ func New(opts Options) (*Server, error) {
 		general: newBucketFamily(opts.RateLimit, opts.RateBurst, opts.Now),
 		events:  newBucketFamily(opts.EventRateLimit, opts.EventRateBurst, opts.Now),
 		engine:  opts.Engine,
+
+		accounts: opts.Accounts,
+		intake:   opts.Intake,
+		renderer: opts.Renderer,
 	}
 	s.echo.HideBanner = true
 	s.echo.HidePort = true
@@ -200,6 +222,37 @@ func (s *Server) routes() {
 	g.GET("/instances", s.listInstances, auth...)
 	g.GET("/instances/:id", s.getInstance, auth...)
 	g.GET("/deliveries", s.listDeliveries, auth...)
+	g.GET("/deliveries/counts", s.countDeliveries, auth...)
+	g.GET("/deliveries/:id", s.getDelivery, auth...)
+
+	g.POST("/templates", s.createTemplate, auth...)
+	g.GET("/templates", s.listTemplates, auth...)
+	g.POST("/templates/preview", s.previewContent, auth...)
+	g.GET("/templates/:id", s.getTemplate, auth...)
+	g.PUT("/templates/:id", s.updateTemplate, auth...)
+	g.DELETE("/templates/:id", s.deleteTemplate, auth...)
+	g.GET("/templates/:id/versions", s.listTemplateVersions, auth...)
+	g.GET("/templates/:id/versions/:version", s.getTemplateVersion, auth...)
+	g.POST("/templates/:id/preview", s.previewTemplate, auth...)
+
+	// The provider and callback routes, like the engine routes, stay
+	// registered in a process without channels and answer 503 there.
+	providers := []echo.MiddlewareFunc{s.authenticate, s.rateLimit(s.general), textParams, s.requireAccounts}
+	g.GET("/provider-kinds", s.listProviderKinds, providers...)
+	g.POST("/providers", s.createProvider, providers...)
+	g.GET("/providers", s.listProviders, providers...)
+	g.GET("/providers/:id", s.getProvider, providers...)
+	g.PUT("/providers/:id", s.updateProvider, providers...)
+	g.DELETE("/providers/:id", s.deleteProvider, providers...)
+
+	// Providers cannot send an API key: callbacks carry no bearer auth and
+	// Intake checks each provider's own signature instead. They have no
+	// rate limit either: the limiter's buckets are keyed by the
+	// authenticated tenant, and charging the tenant the path names would let
+	// anyone who knows it exhaust that tenant's bucket.
+	callbacks := []echo.MiddlewareFunc{textParams, s.requireIntake}
+	g.POST("/callbacks/:tenant_id/:provider_id", s.receiveCallback, callbacks...)
+	g.GET("/callbacks/:tenant_id/:provider_id", s.verifyCallback, callbacks...)
 
 	// The engine routes stay registered without an engine, answering 503,
 	// so clients and the OpenAPI document see one API whatever the process runs.

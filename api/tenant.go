@@ -1,10 +1,14 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/kalcifer/kalcifer/channels/outbox"
 	"github.com/kalcifer/kalcifer/store"
 )
 
@@ -109,4 +113,57 @@ func (s *Server) updateTenant(c echo.Context) error {
 		return storeError(err, "tenant_not_found", "tenant")
 	}
 	return c.JSON(http.StatusOK, t)
+}
+
+// quietChannels are the channels quiet hours can hold back: those that
+// reach the customer. Webhooks call other systems, which keep no hours.
+var quietChannels = templateChannels
+
+// quietHoursRequest is the quiet_hours setting as PATCH /tenant sends it.
+type quietHoursRequest struct {
+	Start    *string  `json:"start"`
+	End      *string  `json:"end"`
+	Channels []string `json:"channels"`
+}
+
+const quietHoursField = "settings.quiet_hours"
+
+// checkQuietHours decodes and checks the quiet hours sent, if any; null
+// leaves p.quietHours nil, which removes them.
+func (p *settingsPatch) checkQuietHours() error {
+	if !present(p.QuietHours) {
+		return nil
+	}
+	var req quietHoursRequest
+	if err := decodeField(quietHoursField, p.QuietHours, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.Start == nil:
+		return missingField(quietHoursField + ".start")
+	case req.End == nil:
+		return missingField(quietHoursField + ".end")
+	case req.Channels == nil:
+		return missingField(quietHoursField + ".channels")
+	case len(req.Channels) == 0:
+		return invalidField(quietHoursField+".channels", fmt.Sprintf("must name at least one of %v; send null to remove the quiet hours", quietChannels))
+	}
+	for i, ch := range req.Channels {
+		if !slices.Contains(quietChannels, ch) {
+			return invalidField(fmt.Sprintf("%s.channels[%d]", quietHoursField, i), fmt.Sprintf("must be one of %v", quietChannels))
+		}
+	}
+	q := store.QuietHours{Start: *req.Start, End: *req.End, Channels: slices.Compact(slices.Sorted(slices.Values(req.Channels)))}
+	if err := outbox.CheckQuietHours(q); err != nil {
+		// The check names the part that is wrong first.
+		field, msg := quietHoursField, err.Error()
+		for _, part := range []string{"start", "end"} {
+			if rest, ok := strings.CutPrefix(msg, part+": "); ok {
+				field, msg = quietHoursField+"."+part, rest
+			}
+		}
+		return invalidField(field, "is invalid: "+msg)
+	}
+	p.quietHours = &q
+	return nil
 }

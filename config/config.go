@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +22,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kalcifer/kalcifer/netguard"
+	"github.com/kalcifer/kalcifer/secrets"
 )
 
 // Config is the validated configuration of one kalcifer process.
@@ -36,7 +40,23 @@ type Config struct {
 	RateBurst        int
 	ShutdownTimeout  time.Duration
 	BootstrapTenant  string
+	Delivery         Delivery
 	Cluster          Cluster
+}
+
+// Delivery is how messages go out.
+type Delivery struct {
+	// SecretKey seals provider credentials; nil means the default: on
+	// SQLite a key kept in data_dir, on PostgreSQL none (credentials are
+	// refused until one is set).
+	SecretKey []byte
+	// OutboundAllow are the private networks webhooks and providers may
+	// reach after all.
+	OutboundAllow []netip.Prefix
+	// Fallback is the provider of channels a tenant has no account for:
+	// "log" or "" (fail them).
+	Fallback string
+	Workers  int
 }
 
 // Cluster is the membership of a multi-node deployment; an empty Bind runs
@@ -144,6 +164,40 @@ var settings = []setting{
 	{"bootstrap_tenant", "default", "name of the tenant created on first start; empty creates none", func(c *Config, v string) error {
 		c.BootstrapTenant = v
 		return nil
+	}},
+	{"secret_key", "", "base64 of 32 random bytes that seal provider credentials (AES-256-GCM); empty on SQLite keeps one in data_dir/secret.key", func(c *Config, v string) error {
+		if v == "" {
+			c.Delivery.SecretKey = nil
+			return nil
+		}
+		key, err := secrets.ParseKey(v)
+		if err != nil {
+			return err
+		}
+		c.Delivery.SecretKey = key
+		return nil
+	}},
+	{"outbound_allow", "", "comma-separated private networks (CIDRs or IPs) that webhooks and providers may reach; others are refused (SSRF guard)", func(c *Config, v string) error {
+		prefixes, err := netguard.ParsePrefixes(v)
+		if err != nil {
+			return err
+		}
+		c.Delivery.OutboundAllow = prefixes
+		return nil
+	}},
+	{"delivery_fallback", "log", "what sends a channel that a tenant has no provider account for: log (write it to the log) or none (fail it with no_provider)", func(c *Config, v string) error {
+		switch v {
+		case "log":
+			c.Delivery.Fallback = v
+		case "none":
+			c.Delivery.Fallback = ""
+		default:
+			return errors.New("want log or none")
+		}
+		return nil
+	}},
+	{"delivery_workers", "8", "how many sends the outbox dispatcher runs at once", func(c *Config, v string) error {
+		return positiveInt(v, &c.Delivery.Workers)
 	}},
 	{"cluster_bind", "", "host:port of this node's gossip (memberlist); empty runs a single node", func(c *Config, v string) error {
 		if v == "" {

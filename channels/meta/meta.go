@@ -327,7 +327,7 @@ func Statuses(r *http.Request, body []byte, config json.RawMessage, deps channel
 		return nil, err
 	}
 	if c.AppSecret == "" {
-		return nil, errors.New("meta: app_secret is required to check webhooks")
+		return nil, fmt.Errorf("meta: app_secret is required to check webhooks: %w", channels.ErrBadSignature)
 	}
 	if deps.Now == nil {
 		return nil, errors.New("meta: deps.Now is required")

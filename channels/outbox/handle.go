@@ -57,6 +57,12 @@ func (p *pass) handle(ctx context.Context, dl store.Delivery) error {
 		return p.giveBack(dl, fmt.Errorf("provider account of delivery %s: %w", dl.ID, err))
 	}
 	dl.Provider = account.Name
+	if !dl.AttemptStarted.IsZero() && dl.Attempts >= d.o.MaxAttempts {
+		// Every attempt ended mid-send: a message that brings its sender
+		// down is not tried forever.
+		return p.finish(dl, store.DeliveryFailed, CodeRetriesExhausted, fmt.Sprintf(
+			"%d attempts began and none was recorded: each ended mid-send", dl.Attempts))
+	}
 	if !dl.AttemptStarted.IsZero() && !account.Kind.Idempotent {
 		// An earlier attempt began and was never recorded: the process
 		// died mid-send. The provider may have the message, and it takes no
@@ -115,7 +121,14 @@ func (p *pass) send(ctx context.Context, dl store.Delivery, account *accounts.Ac
 	}
 	started := d.o.Now()
 	sendCtx, cancel := context.WithTimeout(p.record, p.leased.Sub(started))
+	answered := false
+	defer func() {
+		if !answered { // the provider panicked: its allowance is given back
+			g.breaker.cancel()
+		}
+	}()
 	id, err := account.Send(sendCtx, msg)
+	answered = true
 	expired := sendCtx.Err() != nil
 	cancel()
 	d.m.sendSeconds.WithLabelValues(account.Kind.Name).Observe(d.o.Now().Sub(started).Seconds())

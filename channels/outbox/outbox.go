@@ -164,12 +164,28 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 
 	var handled atomic.Int64
 	var errs errList
-	jobs := make(chan store.Delivery)
+	// Each worker takes the next delivery when it is free, and checks
+	// then whether a send may still start.
+	var mu sync.Mutex
+	next, stopped := 0, len(pending)
+	take := func() (store.Delivery, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if next >= stopped {
+			return store.Delivery{}, false
+		}
+		if ctx.Err() != nil || leased.Sub(d.o.Now()) < d.o.Lease/4 || errs.any() {
+			stopped = next
+			return store.Delivery{}, false
+		}
+		next++
+		return pending[next-1], true
+	}
 	var wg sync.WaitGroup
 	for range min(d.o.Workers, len(pending)) {
 		wg.Go(func() {
-			for dl := range jobs {
-				if err := p.handle(ctx, dl); err != nil {
+			for dl, ok := take(); ok; dl, ok = take() {
+				if err := p.safely(ctx, dl); err != nil {
 					errs.add(err)
 					continue
 				}
@@ -177,21 +193,29 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 			}
 		})
 	}
-	stopped := len(pending)
-	for i, dl := range pending {
-		if ctx.Err() != nil || leased.Sub(d.o.Now()) < d.o.Lease/4 || errs.any() {
-			stopped = i
-			errs.add(ctx.Err())
-			break
-		}
-		jobs <- dl
-	}
-	close(jobs)
 	wg.Wait()
 	if stopped < len(pending) {
+		errs.add(ctx.Err())
 		errs.add(d.release(record, pending[stopped:]))
 	}
 	return int(handled.Load()), errs.join()
+}
+
+// safely handles dl, turning a panic (in a provider, say) into the pass's
+// error: the process goes on, and the delivery, its attempt possibly
+// begun and unrecorded, is left to the next claim as a crash would leave
+// it.
+func (p *pass) safely(ctx context.Context, dl store.Delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(error); ok {
+				err = fmt.Errorf("delivery %s: panic: %w", dl.ID, e)
+				return
+			}
+			err = fmt.Errorf("delivery %s: panic: %v", dl.ID, r)
+		}
+	}()
+	return p.handle(ctx, dl)
 }
 
 // errList collects the errors of a pass's workers.

@@ -256,7 +256,7 @@ func TestCrashBetweenSendAndRecord(t *testing.T) {
 		}
 		dl := r.commit(`{"subject": "s", "body": "b"}`, "email")[0]
 		d := r.dispatcher(nil)
-		if n, err := d.DispatchOnce(context.Background()); n != 0 || err != nil {
+		if n, err := d.DispatchOnce(context.Background()); n != 0 || !errors.Is(err, errCrash) {
 			t.Fatalf("crashed pass: %d, %v", n, err)
 		}
 		if got := r.get(dl.ID); got.AttemptStarted.IsZero() || got.Status != store.DeliveryPending {

@@ -254,7 +254,7 @@ func Statuses(r *http.Request, body []byte, config json.RawMessage, deps channel
 		return nil, err
 	}
 	if c.AuthToken == "" {
-		return nil, errors.New("twilio: auth_token is required to check status callbacks")
+		return nil, fmt.Errorf("twilio: auth_token is required to check status callbacks: %w", channels.ErrBadSignature)
 	}
 	if deps.Now == nil {
 		return nil, errors.New("twilio: deps.Now is required")

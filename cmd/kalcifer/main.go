@@ -187,7 +187,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	registry := nodes.Default()
 	metrics := prometheus.NewRegistry()
-	rt, err := actors.Start(ctx, actors.Options{Store: st, Nodes: registry, Logger: logger, Registerer: metrics, Cluster: ccfg})
+	accts, err := providerAccounts(cfg, st, logger)
+	if err != nil {
+		return err
+	}
+	rt, err := actors.Start(ctx, actors.Options{Store: st, Nodes: registry, Logger: logger, Registerer: metrics, Cluster: ccfg,
+		Accounts: accts, DeliveryWorkers: cfg.Delivery.Workers})
 	if err != nil {
 		return fmt.Errorf("start the engine: %w", err)
 	}
@@ -208,6 +213,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		RateBurst: cfg.RateBurst,
 		Engine:    rt,
 		Metrics:   metrics,
+		Accounts:  accts,
+		Intake:    statusIntake(st, accts, rt),
 	})
 	if err != nil {
 		return err
