@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kalcifer/kalcifer/actors/actorpb"
+	"github.com/kalcifer/kalcifer/channels/status"
 	"github.com/kalcifer/kalcifer/cluster"
 	"github.com/kalcifer/kalcifer/store"
 )
@@ -228,4 +229,19 @@ func (r *Runtime) InstanceAction(ctx context.Context, tenantID, instanceID, acti
 		return in, ErrNoChange
 	}
 	return in, nil
+}
+
+// IngestStatus stores what a provider reported about a delivery as the
+// customer's event (email_opened, …), deduplicated by its id, and routes
+// it like any other: journeys waiting for it resume.
+func (r *Runtime) IngestStatus(ctx context.Context, tenant store.Tenant, externalID string, e status.Event) error {
+	res, err := r.Ingest(ctx, tenant, []Incoming{{ExternalID: externalID, MessageID: e.ID, Type: e.Type, Properties: e.Properties,
+		Timestamp: e.At}})
+	if err != nil {
+		return err
+	}
+	if len(res) == 1 && res[0].Error != nil {
+		return fmt.Errorf("ingest %s: %w", e.Type, res[0].Error)
+	}
+	return nil
 }

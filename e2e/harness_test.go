@@ -28,7 +28,12 @@ import (
 
 	"github.com/kalcifer/kalcifer/actors"
 	"github.com/kalcifer/kalcifer/api"
+	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/accounts"
+	"github.com/kalcifer/kalcifer/channels/providers"
+	"github.com/kalcifer/kalcifer/channels/status"
 	"github.com/kalcifer/kalcifer/nodes"
+	"github.com/kalcifer/kalcifer/secrets"
 	"github.com/kalcifer/kalcifer/store"
 	"github.com/kalcifer/kalcifer/store/postgres"
 	"github.com/kalcifer/kalcifer/store/postgres/pgtest"
@@ -98,6 +103,12 @@ func forEachStore(t *testing.T, test func(t *testing.T, e *env)) {
 
 func newEnv(t *testing.T, open func(context.Context, testing.TB) (store.Store, error)) *env {
 	t.Helper()
+	return newEnvWith(t, open, http.DefaultClient)
+}
+
+// newEnvWith is newEnv whose provider accounts reach out through client.
+func newEnvWith(t *testing.T, open func(context.Context, testing.TB) (store.Store, error), client *http.Client) *env {
+	t.Helper()
 	ctx := context.Background()
 	st, err := open(ctx, t)
 	if err != nil {
@@ -111,8 +122,17 @@ func newEnv(t *testing.T, open func(context.Context, testing.TB) (store.Store, e
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// The services' own polls are set beyond any test's length, so that
 	// only settle moves timers and the outbox.
+	box, err := secrets.New(bytes.Repeat([]byte{7}, secrets.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accts, err := accounts.New(accounts.Options{Store: st.Providers(), Kinds: providers.All(), Box: box, Fallback: "log",
+		Deps: channels.Deps{HTTP: client, Now: e.clock.Now, Logger: logger}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.rt, err = actors.Start(ctx, actors.Options{Store: st, Nodes: nodes.Default(), Logger: logger, Now: e.clock.Now,
-		TimerPoll: time.Hour, DispatchPoll: time.Hour})
+		TimerPoll: time.Hour, DispatchPoll: time.Hour, Accounts: accts})
 	if err != nil {
 		t.Fatalf("start runtime: %v", err)
 	}
@@ -124,7 +144,8 @@ func newEnv(t *testing.T, open func(context.Context, testing.TB) (store.Store, e
 		}
 	})
 	srv, err := api.New(api.Options{Store: st, Nodes: nodes.Default(), Logger: logger, Now: e.clock.Now,
-		Engine: e.rt, RateLimit: 1e6, RateBurst: 1e6, EventRateLimit: 1e6, EventRateBurst: 1e6})
+		Engine: e.rt, RateLimit: 1e6, RateBurst: 1e6, EventRateLimit: 1e6, EventRateBurst: 1e6,
+		Accounts: accts, Intake: &status.Intake{Store: st, Accounts: accts, Now: e.clock.Now, Emit: e.rt.IngestStatus}})
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
 	}

@@ -147,6 +147,7 @@ type fullDelivery struct {
 	ProviderMessageID string          `json:"provider_message_id"`
 	Error             string          `json:"error"`
 	Attempts          int             `json:"attempts"`
+	OpenedAt          *time.Time      `json:"opened_at"`
 }
 
 // payload is what a channel node hands the dispatcher.

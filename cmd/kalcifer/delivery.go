@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -55,18 +53,7 @@ func secretBox(cfg config.Config, logger *slog.Logger) (*secrets.Box, error) {
 }
 
 // statusIntake records providers' status callbacks and makes them the
-// customers' events, ingested like any other.
+// customers' events.
 func statusIntake(st store.Store, accts *accounts.Manager, rt *actors.Runtime) *status.Intake {
-	return &status.Intake{Store: st, Accounts: accts, Now: time.Now,
-		Emit: func(ctx context.Context, tenant store.Tenant, externalID string, e status.Event) error {
-			res, err := rt.Ingest(ctx, tenant, []actors.Incoming{{ExternalID: externalID, MessageID: e.ID, Type: e.Type,
-				Properties: e.Properties, Timestamp: e.At}})
-			if err != nil {
-				return err
-			}
-			if len(res) == 1 && res[0].Error != nil {
-				return fmt.Errorf("ingest %s: %w", e.Type, res[0].Error)
-			}
-			return nil
-		}}
+	return &status.Intake{Store: st, Accounts: accts, Now: time.Now, Emit: rt.IngestStatus}
 }
