@@ -135,12 +135,15 @@ func (s *Store) BeginAttempt(ctx context.Context, d store.Delivery) error {
 }
 
 // UpdateDelivery changes what a send attempt learns; what was committed to
-// be sent (key, payload, recipient) never changes.
+// be sent (key, payload, recipient) never changes. A provider can report
+// a message delivered before its send is recorded (a fast webhook): a
+// delivery recorded sent that is known delivered is delivered.
 func (s *Store) UpdateDelivery(ctx context.Context, d store.Delivery) error {
-	err := s.execOne(ctx, s.db, `UPDATE deliveries SET status = ?, provider = ?, provider_message_id = ?, error = ?,
+	err := s.execOne(ctx, s.db, `UPDATE deliveries SET status = CASE WHEN ? = '`+store.DeliverySent+`' AND delivered_at > 0
+		THEN '`+store.DeliveryDelivered+`' ELSE ? END, provider = ?, provider_message_id = ?, error = ?,
 		error_code = ?, attempts = ?, claim_until = ?, attempt_started = ?, sent_at = ?, updated_at = ?
 		WHERE tenant_id = ? AND id = ?`,
-		d.Status, d.Provider, d.ProviderMessageID, d.Error, d.ErrorCode, d.Attempts, micros(d.ClaimUntil),
+		d.Status, d.Status, d.Provider, d.ProviderMessageID, d.Error, d.ErrorCode, d.Attempts, micros(d.ClaimUntil),
 		micros(d.AttemptStarted), microsOf(d.SentAt), stamp(d.UpdatedAt).UnixMicro(), d.TenantID, d.ID)
 	if err != nil {
 		return fmt.Errorf("update delivery %s: %w", d.ID, s.classify(err))

@@ -112,6 +112,21 @@ func testDeliveryEvents(t *testing.T, s store.Store) {
 	wantEqual(t, *got.OpenedAt, stored(at(9)))
 	wantEqual(t, *must(ds.GetDelivery(ctx, w.tenant, d.ID))(t).DeliveredAt, stored(at(7)))
 
+	// Delivered before its send was recorded (a fast provider): recording
+	// the send keeps it delivered.
+	early := pendingMail(t, w, "k3")
+	must2(ds.RecordDeliveryEvent(ctx, store.DeliveryEvent{TenantID: w.tenant, DeliveryID: early.ID, Type: "delivered", EventID: "e3",
+		At: at(6), ReceivedAt: at(6)}, func(d store.Delivery) store.Delivery {
+		d.DeliveredAt = ptr(at(6))
+		return d
+	}))(t)
+	wantEqual(t, must(ds.GetDelivery(ctx, w.tenant, early.ID))(t).Status, store.DeliveryPending)
+	early.Status, early.SentAt, early.UpdatedAt = store.DeliverySent, ptr(at(7)), at(7)
+	if err := ds.UpdateDelivery(ctx, early); err != nil {
+		t.Fatal(err)
+	}
+	wantEqual(t, must(ds.GetDelivery(ctx, w.tenant, early.ID))(t).Status, store.DeliveryDelivered)
+
 	unknown := ev
 	unknown.MessageID = "sg-nope"
 	wantErr(t, errOf3(ds.RecordDeliveryEvent(ctx, unknown, deliver)), store.ErrNotFound)
@@ -120,12 +135,12 @@ func testDeliveryEvents(t *testing.T, s store.Store) {
 	wantErr(t, errOf3(ds.RecordDeliveryEvent(ctx, otherTenant, deliver)), store.ErrNotFound)
 
 	wantEqual(t, must(ds.CountDeliveries(ctx, w.tenant, store.DeliveryFilter{}))(t), []store.DeliveryCount{
-		{Channel: "email", Status: store.DeliveryDelivered, Count: 1},
+		{Channel: "email", Status: store.DeliveryDelivered, Count: 2},
 		{Channel: "email", Status: store.DeliveryPending, Count: 1},
 		{Channel: "email", Status: "opened", Count: 1},
 	})
 	wantEqual(t, must(ds.CountDeliveries(ctx, w.tenant, store.DeliveryFilter{Channel: "sms"}))(t), []store.DeliveryCount(nil))
-	wantEqual(t, len(must(ds.ListDeliveries(ctx, w.tenant, store.DeliveryFilter{Channel: "email"}))(t)), 2)
+	wantEqual(t, len(must(ds.ListDeliveries(ctx, w.tenant, store.DeliveryFilter{Channel: "email"}))(t)), 3)
 }
 
 func testProviders(t *testing.T, s store.Store) {
