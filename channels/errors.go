@@ -105,6 +105,19 @@ func Do(ctx context.Context, client *http.Client, req *http.Request) (Response, 
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
 
+// DoOK is Do for an API that answers a request it took with a 2xx status:
+// any other status is an error, which classify reads.
+func DoOK(ctx context.Context, client *http.Client, req *http.Request, classify func(Response) error) (Response, error) {
+	resp, err := Do(ctx, client, req)
+	if err != nil {
+		return Response{}, err
+	}
+	if resp.Status/100 != 2 {
+		return Response{}, classify(resp)
+	}
+	return resp, nil
+}
+
 // HTTPError classifies an HTTP error status as providers document them:
 // 408, 425, 429 and 5xx are retryable (honouring Retry-After), any other
 // status is permanent. code is the provider's own error code, if its body
@@ -117,18 +130,30 @@ func HTTPError(r Response, code, msg string) error {
 	if msg == "" {
 		msg = snippet(r.Body)
 	}
-	err := fmt.Errorf("HTTP %d: %s", r.Status, msg)
 	switch {
 	case r.Status == http.StatusRequestTimeout, r.Status == http.StatusTooEarly, r.Status == http.StatusTooManyRequests, r.Status >= 500:
-		return Retryable(code, retryAfter(r.Header.Get("Retry-After")), err)
+		return HTTPRetryable(r, code, msg)
 	}
-	return Permanent(code, err)
+	return HTTPPermanent(r, code, msg)
 }
 
-// retryAfter reads a Retry-After header in seconds. The HTTP-date form,
+// HTTPRetryable is an HTTP error response that the provider's error code
+// says is retryable whatever its status (a rate limit reported as 400),
+// honouring Retry-After.
+func HTTPRetryable(r Response, code, msg string) error {
+	return Retryable(code, RetryAfter(r.Header.Get("Retry-After")), fmt.Errorf("HTTP %d: %s", r.Status, msg))
+}
+
+// HTTPPermanent is an HTTP error response that the provider's error code
+// says is permanent whatever its status.
+func HTTPPermanent(r Response, code, msg string) error {
+	return Permanent(code, fmt.Errorf("HTTP %d: %s", r.Status, msg))
+}
+
+// RetryAfter reads a Retry-After header in seconds. The HTTP-date form,
 // which none of our providers send, reads as 0: the dispatcher's own
 // backoff applies then.
-func retryAfter(v string) time.Duration {
+func RetryAfter(v string) time.Duration {
 	if v == "" {
 		return 0
 	}

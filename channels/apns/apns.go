@@ -8,14 +8,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -98,15 +95,11 @@ func New(config json.RawMessage, deps channels.Deps) (channels.Provider, error) 
 	default:
 		return nil, fmt.Errorf("environment must be production or sandbox, not %q", c.Environment)
 	}
-	if c.BaseURL != "" {
-		u, err := url.Parse(c.BaseURL)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, errors.New("base_url must be an https URL")
-		}
-		base = c.BaseURL
+	if base, err = channels.HTTPSBaseURL(c.BaseURL, base); err != nil {
+		return nil, err
 	}
 	return &provider{
-		base:   strings.TrimRight(base, "/"),
+		base:   base,
 		keyID:  c.KeyID,
 		teamID: c.TeamID,
 		topic:  c.BundleID,
@@ -167,25 +160,7 @@ func NotificationID(key, token string) string {
 // CollapseKey derives apns-collapse-id from a delivery key: a retry then
 // replaces a notification still waiting for the device. APNs bounds it
 // to 64 bytes, so longer or unusual keys are hashed.
-func CollapseKey(key string) string {
-	if key == "" {
-		return ""
-	}
-	if len(key) <= 64 && printableASCII(key) {
-		return key
-	}
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+func CollapseKey(key string) string { return channels.CollapseKey(key) }
 
 type alert struct {
 	Title string `json:"title,omitempty"`
@@ -217,18 +192,13 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 	if m.Push == nil {
 		return "", channels.Permanent("no_push", errors.New("message has no push notification"))
 	}
-	if p.deps.HTTP == nil || p.deps.Now == nil {
-		return "", channels.Permanent("config", errors.New("apns provider built without an HTTP client or clock"))
+	if err := p.deps.Require("apns", true); err != nil {
+		return "", channels.Permanent("config", err)
 	}
-	var tokens []string
-	seen := map[string]bool{}
-	for _, t := range m.Push.Tokens {
-		t = strings.ToLower(strings.TrimSpace(t))
-		if DeviceToken(t) && !seen[t] {
-			seen[t] = true
-			tokens = append(tokens, t)
-		}
-	}
+	tokens := channels.UniqueTokens(m.Push.Tokens, func(t string) (string, bool) {
+		t = strings.ToLower(t)
+		return t, DeviceToken(t)
+	})
 	if len(tokens) == 0 {
 		return "", channels.Permanent("no_token", errors.New("no APNs device token"))
 	}
@@ -236,24 +206,9 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 	if err != nil {
 		return "", channels.Permanent("bad_message", fmt.Errorf("encode APNs payload: %w", err))
 	}
-	var ids, unregistered []string
-	var errs []*channels.Error
-	for _, token := range tokens {
-		id, err := p.sendOne(ctx, m, token, body)
-		if err == nil {
-			ids = append(ids, id)
-			continue
-		}
-		e := channels.Classify(err)
-		if e.Code == "Unregistered" {
-			unregistered = append(unregistered, token)
-		}
-		errs = append(errs, e)
-	}
-	if len(ids) > 0 {
-		return strings.Join(ids, ","), nil
-	}
-	return "", combine(errs, len(tokens), unregistered)
+	return channels.SendEachToken(tokens, "Unregistered", nil, func(token string) (string, error) {
+		return p.sendOne(ctx, m, token, body)
+	})
 }
 
 func (p *provider) sendOne(ctx context.Context, m channels.Message, token string, body []byte) (string, error) {
@@ -321,30 +276,4 @@ func parseReason(b []byte) string {
 		return ""
 	}
 	return body.Reason
-}
-
-// combine reports a send no device took: the most retryable failure, since
-// a retry could still reach the devices it failed for, unsure if any
-// attempt was, and naming the tokens APNs no longer knows so they can be
-// removed.
-func combine(errs []*channels.Error, total int, unregistered []string) error {
-	best := errs[0]
-	unsure := false
-	for _, e := range errs {
-		unsure = unsure || e.Unsure
-		if e.Retryable && (!best.Retryable || e.RetryAfter > best.RetryAfter) {
-			best = e
-		}
-	}
-	out := *best
-	out.Unsure = out.Retryable && unsure
-	detail := "all " + strconv.Itoa(total) + " device tokens failed"
-	if total == 1 {
-		detail = "the device token failed"
-	}
-	if len(unregistered) > 0 {
-		detail += "; unregistered tokens: " + strings.Join(unregistered, ", ")
-	}
-	out.Err = fmt.Errorf("%s: %w", detail, best.Err)
-	return &out
 }

@@ -5,11 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,35 +20,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/providertest"
 )
 
-var testKey = sync.OnceValue(func() *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
-
-func p8(t testing.TB, key any) string {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+var testKey = providertest.P256Key
 
 const (
 	keyID    = "ABC123DEFG"
@@ -67,7 +38,7 @@ var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-
 type fakeAPNs struct {
 	t     *testing.T
 	srv   *httptest.Server
-	clock *clock
+	clock *providertest.Clock
 
 	mu       sync.Mutex
 	requests []*http.Request
@@ -79,7 +50,7 @@ type fakeAPNs struct {
 }
 
 func newFake(t *testing.T) *fakeAPNs {
-	f := &fakeAPNs{t: t, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)},
+	f := &fakeAPNs{t: t, clock: providertest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)),
 		expired: map[string]bool{}, replies: map[string]func(http.ResponseWriter){}}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.handle))
 	f.srv.EnableHTTP2 = true
@@ -146,7 +117,7 @@ func (f *fakeAPNs) handle(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeAPNs) provider(t *testing.T) channels.Provider {
-	cfg, _ := json.Marshal(Config{KeyID: keyID, TeamID: teamID, BundleID: bundleID, PrivateKey: p8(t, testKey()), BaseURL: f.srv.URL})
+	cfg, _ := json.Marshal(Config{KeyID: keyID, TeamID: teamID, BundleID: bundleID, PrivateKey: providertest.PKCS8PEM(t, testKey()), BaseURL: f.srv.URL})
 	p, err := Kind.New(cfg, channels.Deps{HTTP: f.srv.Client(), Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -314,17 +285,11 @@ func TestErrorClasses(t *testing.T) {
 			f := newFake(t)
 			f.replies[tokA] = reason(c.status, c.reason, c.after)
 			_, err := f.provider(t).Send(context.Background(), pushMessage(tokA))
-			var e *channels.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("err = %v", err)
-			}
 			var after time.Duration
 			if c.after != "" {
 				after, _ = time.ParseDuration(c.after + "s")
 			}
-			if e.Retryable != c.retryable || e.Code != c.reason || e.RetryAfter != after || e.Unsure {
-				t.Errorf("err = %+v (%v), want retryable=%v code=%s after=%v", e, err, c.retryable, c.reason, after)
-			}
+			providertest.CheckError(t, err, providertest.Want{Code: c.reason, Retryable: c.retryable, RetryAfter: after})
 			if c.reason == "Unregistered" && !strings.Contains(err.Error(), "unregistered tokens: "+tokA) {
 				t.Errorf("err %q does not name the token", err)
 			}
@@ -366,13 +331,11 @@ func TestTransportFailure(t *testing.T) {
 	p := f.provider(t)
 	f.srv.Close()
 	_, err := p.Send(context.Background(), pushMessage(tokA))
-	if e := channels.Classify(err); err == nil || !e.Retryable {
-		t.Errorf("err = %v, want retryable", err)
-	}
+	providertest.WantRetryable(t, err)
 }
 
 func TestConfig(t *testing.T) {
-	key := p8(t, testKey())
+	key := providertest.PKCS8PEM(t, testKey())
 	good := Config{KeyID: keyID, TeamID: teamID, BundleID: bundleID, PrivateKey: key}
 	build := func(mut func(*Config)) (channels.Provider, error) {
 		c := good
@@ -388,10 +351,7 @@ func TestConfig(t *testing.T) {
 	if err != nil || p.(*provider).base != "https://api.sandbox.push.apple.com" {
 		t.Fatalf("sandbox: %v", err)
 	}
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rsaKey := providertest.RSAKey()
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	for want, mut := range map[string]func(*Config){
 		"key_id is required":      func(c *Config) { c.KeyID = "" },
@@ -399,8 +359,8 @@ func TestConfig(t *testing.T) {
 		"bundle_id is required":   func(c *Config) { c.BundleID = "" },
 		"private_key is required": func(c *Config) { c.PrivateKey = "" },
 		"private_key:":            func(c *Config) { c.PrivateKey = "garbage" },
-		"private_key: ":           func(c *Config) { c.PrivateKey = p8(t, rsaKey) },
-		"P-256":                   func(c *Config) { c.PrivateKey = p8(t, p384) },
+		"private_key: ":           func(c *Config) { c.PrivateKey = providertest.PKCS8PEM(t, rsaKey) },
+		"P-256":                   func(c *Config) { c.PrivateKey = providertest.PKCS8PEM(t, p384) },
 		"environment must be":     func(c *Config) { c.Environment = "dev" },
 		"base_url must be":        func(c *Config) { c.BaseURL = "http://api.push.apple.com" },
 	} {

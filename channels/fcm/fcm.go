@@ -6,14 +6,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -115,15 +112,12 @@ func New(config json.RawMessage, deps channels.Deps) (channels.Provider, error) 
 	if strings.TrimSpace(project) == "" {
 		return nil, errors.New("project_id is required (set it or use a key file that has one)")
 	}
-	base := c.BaseURL
-	if base == "" {
-		base = defaultBaseURL
-	}
-	if err := httpsURL(base); err != nil {
-		return nil, fmt.Errorf("base_url %w", err)
+	base, err := channels.HTTPSBaseURL(c.BaseURL, defaultBaseURL)
+	if err != nil {
+		return nil, err
 	}
 	return &provider{
-		sendURL:  strings.TrimRight(base, "/") + "/v1/projects/" + url.PathEscape(project) + "/messages:send",
+		sendURL:  base + "/v1/projects/" + url.PathEscape(project) + "/messages:send",
 		email:    sa.ClientEmail,
 		keyID:    sa.PrivateKeyID,
 		key:      key,
@@ -240,25 +234,7 @@ type (
 // key: a retry then replaces, rather than adds to, a notification still
 // waiting for the device. APNs bounds apns-collapse-id to 64 bytes, so
 // longer or unusual keys are hashed.
-func CollapseKey(key string) string {
-	if key == "" {
-		return ""
-	}
-	if len(key) <= 64 && printableASCII(key) {
-		return key
-	}
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+func CollapseKey(key string) string { return channels.CollapseKey(key) }
 
 func (p *provider) body(m channels.Message, token string) ([]byte, error) {
 	msg := message{Token: token, Data: map[string]string{}}
@@ -287,46 +263,22 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 	if m.Push == nil {
 		return "", channels.Permanent("no_push", errors.New("message has no push notification"))
 	}
-	if p.deps.HTTP == nil || p.deps.Now == nil {
-		return "", channels.Permanent("config", errors.New("fcm provider built without an HTTP client or clock"))
+	if err := p.deps.Require("fcm", true); err != nil {
+		return "", channels.Permanent("config", err)
 	}
-	tokens := unique(m.Push.Tokens)
+	tokens := channels.UniqueTokens(m.Push.Tokens, nil)
 	if len(tokens) == 0 {
 		return "", channels.Permanent("no_token", errors.New("no FCM registration token"))
 	}
-	var names, unregistered []string
-	var errs []*channels.Error
-	for _, token := range tokens {
-		name, err := p.sendOne(ctx, m, token)
-		if err == nil {
-			names = append(names, name)
-			continue
-		}
-		e := channels.Classify(err)
-		if errors.Is(err, errToken) {
-			// Every token would fail the same way.
-			return joinOr(names, e)
-		}
-		if e.Code == "UNREGISTERED" {
-			unregistered = append(unregistered, token)
-		}
-		errs = append(errs, e)
-	}
-	if len(names) > 0 {
-		return strings.Join(names, ","), nil
-	}
-	return "", combine(errs, len(tokens), unregistered)
+	// Without an access token every token would fail the same way.
+	noAccess := func(err error) bool { return errors.Is(err, errToken) }
+	return channels.SendEachToken(tokens, "UNREGISTERED", noAccess, func(token string) (string, error) {
+		return p.sendOne(ctx, m, token)
+	})
 }
 
 // errToken marks failures to get an access token.
 var errToken = errors.New("no OAuth access token")
-
-func joinOr(names []string, err error) (string, error) {
-	if len(names) > 0 {
-		return strings.Join(names, ","), nil
-	}
-	return "", err
-}
 
 func (p *provider) sendOne(ctx context.Context, m channels.Message, token string) (string, error) {
 	body, err := p.body(m, token)
@@ -409,44 +361,4 @@ func parseError(b []byte) (code, msg string) {
 		}
 	}
 	return code, body.Error.Message
-}
-
-// combine reports a send no token took: the most retryable failure, since
-// a retry could still reach the tokens it failed for, unsure if any
-// attempt was, and naming the tokens FCM no longer knows so they can be
-// removed.
-func combine(errs []*channels.Error, total int, unregistered []string) error {
-	best := errs[0]
-	unsure := false
-	for _, e := range errs {
-		unsure = unsure || e.Unsure
-		if e.Retryable && (!best.Retryable || e.RetryAfter > best.RetryAfter) {
-			best = e
-		}
-	}
-	out := *best
-	out.Unsure = out.Retryable && unsure
-	detail := "all " + strconv.Itoa(total) + " tokens failed"
-	if total == 1 {
-		detail = "the token failed"
-	}
-	if len(unregistered) > 0 {
-		detail += "; unregistered tokens: " + strings.Join(unregistered, ", ")
-	}
-	out.Err = fmt.Errorf("%s: %w", detail, best.Err)
-	return &out
-}
-
-func unique(tokens []string) []string {
-	seen := make(map[string]bool, len(tokens))
-	var out []string
-	for _, t := range tokens {
-		t = strings.TrimSpace(t)
-		if t == "" || seen[t] {
-			continue
-		}
-		seen[t] = true
-		out = append(out, t)
-	}
-	return out
 }

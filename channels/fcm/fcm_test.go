@@ -2,12 +2,7 @@ package fcm
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,35 +16,10 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/providertest"
 )
 
-var testKey = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
-
-func keyPEM(t testing.TB) string {
-	der, err := x509.MarshalPKCS8PrivateKey(testKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+var testKey = providertest.RSAKey
 
 const (
 	clientEmail = "kalcifer@my-proj.iam.gserviceaccount.com"
@@ -60,7 +30,7 @@ const (
 type fakeGoogle struct {
 	t     *testing.T
 	srv   *httptest.Server
-	clock *clock
+	clock *providertest.Clock
 
 	mu         sync.Mutex
 	tokenCalls int
@@ -73,7 +43,7 @@ type fakeGoogle struct {
 }
 
 func newFake(t *testing.T) *fakeGoogle {
-	f := &fakeGoogle{t: t, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)},
+	f := &fakeGoogle{t: t, clock: providertest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)),
 		valid: map[string]bool{}, replies: map[string]func(http.ResponseWriter){}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", f.token)
@@ -174,7 +144,7 @@ func fcmError(status int, rpcStatus, code, msg string) func(http.ResponseWriter)
 func (f *fakeGoogle) config(t testing.TB) json.RawMessage {
 	sa, err := json.Marshal(map[string]string{
 		"type": "service_account", "project_id": "my-proj", "private_key_id": keyID,
-		"private_key": keyPEM(t), "client_email": clientEmail, "client_id": "1",
+		"private_key": providertest.PKCS8PEM(t, testKey()), "client_email": clientEmail, "client_id": "1",
 		"auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": f.srv.URL + "/token",
 	})
 	if err != nil {
@@ -294,13 +264,7 @@ func TestErrorClasses(t *testing.T) {
 			f := newFake(t)
 			f.replies["tok-x"] = fcmError(c.status, c.rpc, c.code, "boom")
 			_, err := f.provider(t).Send(context.Background(), pushMessage("tok-x"))
-			var e *channels.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("err = %v", err)
-			}
-			if e.Retryable != c.retryable || e.RetryAfter != c.after || e.Code != c.code || e.Unsure {
-				t.Errorf("err = %+v (%v), want retryable=%v after=%v code=%s", e, err, c.retryable, c.after, c.code)
-			}
+			providertest.CheckError(t, err, providertest.Want{Code: c.code, Retryable: c.retryable, RetryAfter: c.after})
 			if _, sends := f.counts(); sends != 1 {
 				t.Errorf("sends = %d", sends)
 			}
@@ -366,10 +330,7 @@ func TestTokenEndpointFailures(t *testing.T) {
 				return true
 			}
 			_, err := f.provider(t).Send(context.Background(), pushMessage("tok-a", "tok-b"))
-			var e *channels.Error
-			if !errors.As(err, &e) || e.Retryable != c.retryable || e.Code != c.code || e.Unsure {
-				t.Fatalf("err = %#v (%v), want retryable=%v code=%s", e, err, c.retryable, c.code)
-			}
+			providertest.CheckError(t, err, providertest.Want{Code: c.code, Retryable: c.retryable})
 			if tokens, sends := f.counts(); tokens != 1 || sends != 0 {
 				t.Errorf("token requests %d, sends %d; want 1, 0", tokens, sends)
 			}
@@ -385,19 +346,14 @@ func TestTransportFailure(t *testing.T) {
 	}
 	f.srv.Close()
 	_, err := p.Send(context.Background(), pushMessage("tok-a"))
-	e := channels.Classify(err)
-	if err == nil || !e.Retryable || e.Unsure {
-		t.Errorf("err = %+v, want retryable and sure", e)
-	}
+	providertest.CheckError(t, err, providertest.Want{Retryable: true})
 
 	// With no token cached the token fetch fails first: retryable too.
 	f2 := newFake(t)
 	p2 := f2.provider(t)
 	f2.srv.Close()
 	_, err = p2.Send(context.Background(), pushMessage("tok-a"))
-	if e := channels.Classify(err); err == nil || !e.Retryable || e.Unsure {
-		t.Errorf("err = %+v, want retryable and sure", e)
-	}
+	providertest.CheckError(t, err, providertest.Want{Retryable: true})
 }
 
 func TestNoNotificationNoKey(t *testing.T) {

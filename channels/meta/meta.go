@@ -4,6 +4,7 @@ package meta
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -71,14 +72,10 @@ func loadConfig(raw json.RawMessage) (Config, error) {
 	if !apiVersionPattern.MatchString(c.APIVersion) {
 		return Config{}, errors.New(`api_version must look like "v21.0"`)
 	}
-	if c.BaseURL == "" {
-		c.BaseURL = "https://graph.facebook.com"
+	var err error
+	if c.BaseURL, err = channels.HTTPSBaseURL(c.BaseURL, "https://graph.facebook.com"); err != nil {
+		return Config{}, err
 	}
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return Config{}, errors.New("base_url must be an https URL without query or credentials")
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	return c, nil
 }
 
@@ -89,14 +86,9 @@ type provider struct {
 
 // New builds a WhatsApp Cloud API provider from its configuration.
 func New(config json.RawMessage, deps channels.Deps) (channels.Provider, error) {
-	c, err := loadConfig(config)
-	if err != nil {
-		return nil, err
-	}
-	if deps.HTTP == nil || deps.Now == nil {
-		return nil, errors.New("meta: deps.HTTP and deps.Now are required")
-	}
-	return &provider{cfg: c, deps: deps}, nil
+	return channels.NewHTTP("meta", config, deps, loadConfig, func(c Config) channels.Provider {
+		return &provider{cfg: c, deps: deps}
+	})
 }
 
 type text struct {
@@ -190,12 +182,9 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("Authorization", "Bearer "+p.cfg.AccessToken)
-	resp, err := channels.Do(ctx, p.deps.HTTP, hr)
+	resp, err := channels.DoOK(ctx, p.deps.HTTP, hr, classify)
 	if err != nil {
 		return "", err
-	}
-	if resp.Status/100 != 2 {
-		return "", classify(resp)
 	}
 	var out struct {
 		Messages []struct {
@@ -244,30 +233,16 @@ func classify(resp channels.Response) error {
 		130429, // Cloud API throughput reached
 		131048, // spam rate limit
 		131056: // pair rate limit: too many messages to one recipient
-		return channels.Retryable(code, retryAfter(resp.Header.Get("Retry-After")), fmt.Errorf("HTTP %d: %s", resp.Status, first(msg, "rate limited")))
+		return channels.HTTPRetryable(resp, code, cmp.Or(msg, "rate limited"))
 	case 131026, // message undeliverable
 		131047, // re-engagement: more than 24 hours since the customer last wrote
 		132000, // template parameter count mismatch
 		132001, // template does not exist
 		100,    // invalid parameter
 		190:    // access token expired or invalid
-		return channels.Permanent(code, fmt.Errorf("HTTP %d: %s", resp.Status, first(msg, "error "+code)))
+		return channels.HTTPPermanent(resp, code, cmp.Or(msg, "error "+code))
 	}
 	return channels.HTTPError(resp, code, msg)
-}
-
-func retryAfter(v string) time.Duration {
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	return 0
-}
-
-func first(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // VerifySubscription answers Meta's webhook verification request: when
@@ -329,8 +304,8 @@ func Statuses(r *http.Request, body []byte, config json.RawMessage, deps channel
 	if c.AppSecret == "" {
 		return nil, fmt.Errorf("meta: app_secret is required to check webhooks: %w", channels.ErrBadSignature)
 	}
-	if deps.Now == nil {
-		return nil, errors.New("meta: deps.Now is required")
+	if err := deps.Require("meta", false); err != nil {
+		return nil, err
 	}
 	if !validSignature(r.Header.Get("X-Hub-Signature-256"), c.AppSecret, body) {
 		return nil, fmt.Errorf("meta: webhook signature: %w", channels.ErrBadSignature)
@@ -366,7 +341,7 @@ func Statuses(r *http.Request, body []byte, config json.RawMessage, deps channel
 				}
 				if len(st.Errors) > 0 {
 					er := st.Errors[0]
-					s.Reason = strings.TrimSpace(strconv.Itoa(er.Code) + " " + first(er.Title, er.Message))
+					s.Reason = strings.TrimSpace(strconv.Itoa(er.Code) + " " + cmp.Or(er.Title, er.Message))
 					if er.ErrorData.Details != "" {
 						s.Reason += ": " + er.ErrorData.Details
 					}

@@ -6,9 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,9 +17,8 @@ import (
 
 	"github.com/kalcifer/kalcifer/channels"
 	"github.com/kalcifer/kalcifer/channels/meta"
+	"github.com/kalcifer/kalcifer/channels/providertest"
 )
-
-var now = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
 const (
 	phoneID   = "106540352242922"
@@ -29,50 +26,13 @@ const (
 	appSecret = "app-secret-123"
 )
 
-func deps(c *http.Client) channels.Deps {
-	return channels.Deps{HTTP: c, Now: func() time.Time { return now }}
-}
-
 func config(base, extra string) json.RawMessage {
 	return json.RawMessage(fmt.Sprintf(`{"phone_number_id":%q,"access_token":%q,"app_secret":%q,"base_url":%q%s}`, phoneID, token, appSecret, base, extra))
 }
 
-type captured struct {
-	method, path, contentType, auth string
-	body                            map[string]any
-}
-
-func server(t *testing.T, status int, header map[string]string, answer string) (*httptest.Server, *captured) {
-	t.Helper()
-	got := &captured{}
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got.method, got.path, got.contentType, got.auth = r.Method, r.URL.Path, r.Header.Get("Content-Type"), r.Header.Get("Authorization")
-		b, _ := io.ReadAll(r.Body)
-		got.body = nil
-		if err := json.Unmarshal(b, &got.body); err != nil {
-			t.Errorf("body is not JSON: %v", err)
-		}
-		for k, v := range header {
-			w.Header().Set(k, v)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		io.WriteString(w, answer)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, got
-}
-
-func jsonMap(t *testing.T, s string) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 const sent = `{"messaging_product":"whatsapp","contacts":[{"input":"+1 (555) 867-5310","wa_id":"15558675310"}],"messages":[{"id":"wamid.HBgLMTU1NTg2NzUzMTAVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"}]}`
+
+var target = providertest.Target{New: meta.New, Config: func(base string) json.RawMessage { return config(base, "") }}
 
 func TestSend(t *testing.T) {
 	tests := []struct {
@@ -92,8 +52,8 @@ func TestSend(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, got := server(t, 200, nil, sent)
-			p, err := meta.New(config(srv.URL, tt.extra), deps(srv.Client()))
+			srv := providertest.NewServer(t, providertest.Reply{Status: 200, Body: sent}, nil)
+			p, err := meta.New(config(srv.URL, tt.extra), providertest.Deps(srv.Client()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,11 +65,12 @@ func TestSend(t *testing.T) {
 			if id != "wamid.HBgLMTU1NTg2NzUzMTAVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA" {
 				t.Errorf("id = %q", id)
 			}
-			if got.method != http.MethodPost || got.path != tt.path || got.contentType != "application/json" || got.auth != "Bearer "+token {
-				t.Errorf("request %s %s %s %q", got.method, got.path, got.contentType, got.auth)
+			got := srv.Last(t)
+			if ct, auth := got.Header.Get("Content-Type"), got.Header.Get("Authorization"); got.Method != http.MethodPost || got.URL.Path != tt.path || ct != "application/json" || auth != "Bearer "+token {
+				t.Errorf("request %s %s %s %q", got.Method, got.URL.Path, ct, auth)
 			}
-			if want := jsonMap(t, tt.want); !reflect.DeepEqual(got.body, want) {
-				t.Errorf("body\n got %v\nwant %v", got.body, want)
+			if body, want := got.JSON(t), providertest.JSON(t, tt.want); !reflect.DeepEqual(body, want) {
+				t.Errorf("body\n got %v\nwant %v", body, want)
 			}
 		})
 	}
@@ -147,57 +108,29 @@ func TestSendErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, _ := server(t, tt.status, tt.header, tt.body)
-			p, err := meta.New(config(srv.URL, ""), deps(srv.Client()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = p.Send(context.Background(), channels.Message{WhatsApp: &channels.WhatsAppMessage{To: "+15558675310", Body: "Hi"}})
-			var e *channels.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("err = %v, want *channels.Error", err)
-			}
-			if e.Retryable != tt.retryable || e.Code != tt.code || e.RetryAfter != tt.retryAfter || e.Unsure {
-				t.Errorf("err = %+v (%v), want retryable %v code %q after %v", e, e, tt.retryable, tt.code, tt.retryAfter)
-			}
+			srv := providertest.NewServer(t, providertest.Reply{Status: tt.status, Header: tt.header, Body: tt.body}, nil)
+			_, err := target.Send(t, srv, channels.Message{WhatsApp: &channels.WhatsAppMessage{To: "+15558675310", Body: "Hi"}})
+			providertest.CheckError(t, err, providertest.Want{Code: tt.code, Retryable: tt.retryable, RetryAfter: tt.retryAfter})
 		})
 	}
 }
 
 func TestSendTransportFailure(t *testing.T) {
-	srv := httptest.NewTLSServer(http.NotFoundHandler())
-	client := srv.Client()
-	srv.Close()
-	p, err := meta.New(config(srv.URL, ""), deps(client))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = p.Send(context.Background(), channels.Message{WhatsApp: &channels.WhatsAppMessage{To: "+15558675310", Body: "Hi"}})
-	if e := channels.Classify(err); err == nil || !e.Retryable {
-		t.Errorf("err = %v, want retryable", err)
-	}
+	target.CheckTransportFailure(t, channels.Message{WhatsApp: &channels.WhatsAppMessage{To: "+15558675310", Body: "Hi"}})
 }
 
 func TestSendUnusableMessage(t *testing.T) {
-	p, err := meta.New(config("https://graph.facebook.com", ""), deps(http.DefaultClient))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, m := range map[string]channels.Message{
+	p := target.Build(t, "https://graph.facebook.com", http.DefaultClient)
+	providertest.CheckUnsendable(t, p, map[string]channels.Message{
 		"sms":                  {SMS: &channels.TextMessage{To: "+1555", Body: "x"}},
 		"no recipient":         {WhatsApp: &channels.WhatsAppMessage{To: "+", Body: "x"}},
 		"empty":                {WhatsApp: &channels.WhatsAppMessage{To: "+1555"}},
 		"template no language": {WhatsApp: &channels.WhatsAppMessage{To: "+1555", Template: "t"}},
-	} {
-		_, err := p.Send(context.Background(), m)
-		if e := channels.Classify(err); err == nil || e.Retryable {
-			t.Errorf("%s: err = %v, want permanent", name, err)
-		}
-	}
+	})
 }
 
 func TestNewConfig(t *testing.T) {
-	tests := []struct{ config, wantErr string }{
+	providertest.CheckNew(t, meta.New, providertest.Deps(http.DefaultClient), []providertest.ConfigCase{
 		{`{"access_token":"t"}`, "phone_number_id is required"},
 		{`{"phone_number_id":"1"}`, "access_token is required"},
 		{`{"phone_number_id":"1/../2","access_token":"t"}`, "phone_number_id"},
@@ -206,16 +139,7 @@ func TestNewConfig(t *testing.T) {
 		{`{"phone_number_id":"1","access_token":"t","token":"x"}`, "unknown field"},
 		{`{"phone_number_id":"1","access_token":"t"}`, ""},
 		{`{"phone_number_id":"1","access_token":"t","api_version":"v23.0","app_secret":"s","verify_token":"v","base_url":"https://graph.example.com/"}`, ""},
-	}
-	for _, tt := range tests {
-		_, err := meta.New(json.RawMessage(tt.config), deps(http.DefaultClient))
-		switch {
-		case tt.wantErr == "" && err != nil:
-			t.Errorf("%s: %v", tt.config, err)
-		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-			t.Errorf("%s: err = %v, want %q", tt.config, err, tt.wantErr)
-		}
-	}
+	})
 	if k := meta.Kind; k.Name != "whatsapp_cloud" || k.Idempotent || !reflect.DeepEqual(k.Channels, []string{channels.WhatsApp}) ||
 		!reflect.DeepEqual(k.Secrets, []string{"access_token", "app_secret", "verify_token"}) {
 		t.Errorf("Kind = %+v", k)
@@ -286,7 +210,7 @@ const statusWebhook = `{
 func TestStatuses(t *testing.T) {
 	cfg := config("https://graph.facebook.com", "")
 	body := []byte(statusWebhook)
-	got, err := meta.Statuses(signed(body, appSecret), body, cfg, deps(http.DefaultClient))
+	got, err := meta.Statuses(signed(body, appSecret), body, cfg, providertest.Deps(http.DefaultClient))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +226,7 @@ func TestStatuses(t *testing.T) {
 
 	// Inbound messages and other objects carry no statuses.
 	other := []byte(`{"object":"page","entry":[]}`)
-	if got, err := meta.Statuses(signed(other, appSecret), other, cfg, deps(http.DefaultClient)); err != nil || got != nil {
+	if got, err := meta.Statuses(signed(other, appSecret), other, cfg, providertest.Deps(http.DefaultClient)); err != nil || got != nil {
 		t.Errorf("other object: %v, %v", got, err)
 	}
 }
@@ -324,13 +248,13 @@ func TestStatusesBadSignature(t *testing.T) {
 		"no header":  {noHeader, body},
 		"wrong algo": {sha1Header, body},
 	} {
-		got, err := meta.Statuses(tt.r, tt.body, cfg, deps(http.DefaultClient))
-		if !errors.Is(err, channels.ErrBadSignature) || got != nil {
-			t.Errorf("%s: Statuses = %v, %v; want ErrBadSignature", name, got, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			got, err := meta.Statuses(tt.r, tt.body, cfg, providertest.Deps(http.DefaultClient))
+			providertest.WantBadSignature(t, got, err)
+		})
 	}
 	noSecret := json.RawMessage(`{"phone_number_id":"1","access_token":"t"}`)
-	if _, err := meta.Statuses(signed(body, ""), body, noSecret, deps(http.DefaultClient)); err == nil {
+	if _, err := meta.Statuses(signed(body, ""), body, noSecret, providertest.Deps(http.DefaultClient)); err == nil {
 		t.Error("Statuses without app_secret succeeded")
 	}
 }
@@ -342,7 +266,7 @@ func FuzzStatuses(f *testing.F) {
 	f.Add([]byte(`[]`))
 	cfg := config("https://graph.facebook.com", "")
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got, err := meta.Statuses(signed(body, appSecret), body, cfg, deps(http.DefaultClient))
+		got, err := meta.Statuses(signed(body, appSecret), body, cfg, providertest.Deps(http.DefaultClient))
 		if err != nil {
 			return
 		}

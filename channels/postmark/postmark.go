@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/mail"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -69,14 +68,10 @@ func loadConfig(raw json.RawMessage) (Config, error) {
 	if c.MessageStream == "" {
 		c.MessageStream = "outbound"
 	}
-	if c.BaseURL == "" {
-		c.BaseURL = defaultBaseURL
+	var err error
+	if c.BaseURL, err = channels.HTTPSBaseURL(c.BaseURL, defaultBaseURL); err != nil {
+		return Config{}, err
 	}
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return Config{}, errors.New("base_url must be an https URL without query or credentials")
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	switch {
 	case c.WebhookUsername != "" && c.WebhookPassword == "":
 		return Config{}, errors.New("webhook_password is required with webhook_username")
@@ -95,14 +90,9 @@ type provider struct {
 
 // New builds a Postmark provider from its configuration.
 func New(config json.RawMessage, deps channels.Deps) (channels.Provider, error) {
-	c, err := loadConfig(config)
-	if err != nil {
-		return nil, err
-	}
-	if deps.HTTP == nil || deps.Now == nil {
-		return nil, errors.New("postmark: deps.HTTP and deps.Now are required")
-	}
-	return &provider{cfg: c, deps: deps}, nil
+	return channels.NewHTTP("postmark", config, deps, loadConfig, func(c Config) channels.Provider {
+		return &provider{cfg: c, deps: deps}
+	})
 }
 
 type email struct {

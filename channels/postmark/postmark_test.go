@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -14,29 +13,20 @@ import (
 	"time"
 
 	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/providertest"
 )
-
-var fixedNow = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
-
-func deps(client *http.Client) channels.Deps {
-	return channels.Deps{HTTP: client, Now: func() time.Time { return fixedNow }}
-}
 
 func config(base, extra string) json.RawMessage {
 	return json.RawMessage(fmt.Sprintf(`{"server_token":"pm-server-token","from":"Shop <shop@example.com>","base_url":%q%s}`, base, extra))
 }
 
-type reply struct {
-	status int
-	header map[string]string
-	body   string
-}
+var target = providertest.Target{New: New, Config: func(base string) json.RawMessage { return config(base, "") }}
 
 // fakePostmark checks each request against the Email API contract and
-// answers with r; it records the decoded bodies.
-func fakePostmark(t *testing.T, r reply, bodies *[]any) *httptest.Server {
+// answers with r.
+func fakePostmark(t *testing.T, r providertest.Reply) *providertest.Server {
 	t.Helper()
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	return providertest.NewServer(t, r, func(req providertest.Request) {
 		if req.Method != http.MethodPost || req.URL.Path != "/email" {
 			t.Errorf("request %s %s, want POST /email", req.Method, req.URL.Path)
 		}
@@ -49,46 +39,8 @@ func fakePostmark(t *testing.T, r reply, bodies *[]any) *httptest.Server {
 		if got := req.Header.Get("Accept"); got != "application/json" {
 			t.Errorf("Accept %q", got)
 		}
-		raw, _ := io.ReadAll(req.Body)
-		var body any
-		if err := json.Unmarshal(raw, &body); err != nil {
-			t.Errorf("body is not JSON: %v: %s", err, raw)
-		}
-		*bodies = append(*bodies, body)
-		for k, v := range r.header {
-			w.Header().Set(k, v)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(r.status)
-		io.WriteString(w, r.body)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-func message() channels.Message {
-	return channels.Message{
-		DeliveryID: "dlv_1",
-		TenantID:   "tnt_1",
-		Key:        "key-1",
-		Channel:    channels.Email,
-		Email: &channels.EmailMessage{
-			To:      "Jörg Müller <joerg@example.org>",
-			ReplyTo: "support@example.com",
-			Subject: "Grüße",
-			Text:    "Hallo",
-			HTML:    "<p>Hallo</p>",
-		},
-	}
-}
-
-func jsonOf(t *testing.T, s string) any {
-	t.Helper()
-	var v any
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		t.Fatal(err)
-	}
-	return v
+		req.JSON(t)
+	})
 }
 
 const okBody = `{"To":"joerg@example.org","SubmittedAt":"2025-03-14T15:09:26.1234567Z","MessageID":"b7bc2f4a-e38e-4336-af7d-e6c392c2f817","ErrorCode":0,"Message":"OK"}`
@@ -112,13 +64,12 @@ func TestSend(t *testing.T) {
 			"Metadata":{"kalcifer_delivery_id":"dlv_1"}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var bodies []any
-			srv := fakePostmark(t, reply{status: 200, body: okBody}, &bodies)
-			p, err := New(config(srv.URL, tc.extra), deps(srv.Client()))
+			srv := fakePostmark(t, providertest.Reply{Status: 200, Body: okBody})
+			p, err := New(config(srv.URL, tc.extra), providertest.Deps(srv.Client()))
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := message()
+			m := providertest.Email()
 			tc.edit(&m)
 			id, err := p.Send(context.Background(), m)
 			if err != nil {
@@ -127,9 +78,8 @@ func TestSend(t *testing.T) {
 			if id != "b7bc2f4a-e38e-4336-af7d-e6c392c2f817" {
 				t.Errorf("message id %q", id)
 			}
-			if len(bodies) != 1 || !reflect.DeepEqual(bodies[0], jsonOf(t, tc.want)) {
-				got, _ := json.Marshal(bodies)
-				t.Errorf("body %s\nwant %s", got, tc.want)
+			if bodies := srv.Bodies(); len(bodies) != 1 || !reflect.DeepEqual(providertest.JSON(t, bodies[0]), providertest.JSON(t, tc.want)) {
+				t.Errorf("bodies %s\nwant %s", bodies, tc.want)
 			}
 		})
 	}
@@ -138,87 +88,45 @@ func TestSend(t *testing.T) {
 func TestSendErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		reply      reply
+		reply      providertest.Reply
 		code       string
 		retryable  bool
 		retryAfter time.Duration
 		msg        string
 	}{
-		{"invalid email", reply{status: 422, body: `{"ErrorCode":300,"Message":"Invalid 'To' address: 'nope'."}`}, "300", false, 0, "Invalid 'To' address"},
-		{"inactive recipient", reply{status: 422, body: `{"ErrorCode":406,"Message":"You tried to send to recipient(s) that have been marked as inactive."}`}, "406", false, 0, "marked as inactive"},
-		{"bad token", reply{status: 401, body: `{"ErrorCode":10,"Message":"The Server Token you provided in the X-Postmark-Server-Token request header was invalid."}`}, "10", false, 0, "Server Token"},
-		{"maintenance", reply{status: 422, body: `{"ErrorCode":100,"Message":"Maintenance"}`}, "100", true, 0, "Maintenance"},
-		{"rate limited", reply{status: 429, header: map[string]string{"Retry-After": "3"}, body: `{"ErrorCode":429,"Message":"Rate limit exceeded"}`}, "429", true, 3 * time.Second, "Rate limit"},
-		{"server error", reply{status: 500, body: `{"ErrorCode":0,"Message":"Internal server error"}`}, "500", true, 0, "HTTP 500"},
-		{"unavailable", reply{status: 503, body: `<html>Service Unavailable</html>`}, "503", true, 0, "Service Unavailable"},
-		{"error code on 200", reply{status: 200, body: `{"ErrorCode":300,"Message":"Invalid email request"}`}, "300", false, 0, "Invalid email request"},
+		{"invalid email", providertest.Reply{Status: 422, Body: `{"ErrorCode":300,"Message":"Invalid 'To' address: 'nope'."}`}, "300", false, 0, "Invalid 'To' address"},
+		{"inactive recipient", providertest.Reply{Status: 422, Body: `{"ErrorCode":406,"Message":"You tried to send to recipient(s) that have been marked as inactive."}`}, "406", false, 0, "marked as inactive"},
+		{"bad token", providertest.Reply{Status: 401, Body: `{"ErrorCode":10,"Message":"The Server Token you provided in the X-Postmark-Server-Token request header was invalid."}`}, "10", false, 0, "Server Token"},
+		{"maintenance", providertest.Reply{Status: 422, Body: `{"ErrorCode":100,"Message":"Maintenance"}`}, "100", true, 0, "Maintenance"},
+		{"rate limited", providertest.Reply{Status: 429, Header: map[string]string{"Retry-After": "3"}, Body: `{"ErrorCode":429,"Message":"Rate limit exceeded"}`}, "429", true, 3 * time.Second, "Rate limit"},
+		{"server error", providertest.Reply{Status: 500, Body: `{"ErrorCode":0,"Message":"Internal server error"}`}, "500", true, 0, "HTTP 500"},
+		{"unavailable", providertest.Reply{Status: 503, Body: `<html>Service Unavailable</html>`}, "503", true, 0, "Service Unavailable"},
+		{"error code on 200", providertest.Reply{Status: 200, Body: `{"ErrorCode":300,"Message":"Invalid email request"}`}, "300", false, 0, "Invalid email request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var bodies []any
-			srv := fakePostmark(t, tc.reply, &bodies)
-			p, err := New(config(srv.URL, ""), deps(srv.Client()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = p.Send(context.Background(), message())
-			var e *channels.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %v, want *channels.Error", err)
-			}
-			if e.Code != tc.code || e.Retryable != tc.retryable || e.Unsure || e.RetryAfter != tc.retryAfter {
-				t.Errorf("got code %q retryable %v unsure %v after %v, want %q %v false %v (%v)", e.Code, e.Retryable, e.Unsure, e.RetryAfter, tc.code, tc.retryable, tc.retryAfter, err)
-			}
-			if !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("error %q does not say %q", err, tc.msg)
-			}
+			_, err := target.Send(t, fakePostmark(t, tc.reply), providertest.Email())
+			providertest.CheckError(t, err, providertest.Want{Code: tc.code, Retryable: tc.retryable, RetryAfter: tc.retryAfter, Says: tc.msg})
 		})
 	}
 }
 
 func TestSendTransportFailure(t *testing.T) {
-	var bodies []any
-	srv := fakePostmark(t, reply{status: 200, body: okBody}, &bodies)
-	p, err := New(config(srv.URL, ""), deps(srv.Client()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Close()
-	_, err = p.Send(context.Background(), message())
-	var e *channels.Error
-	if !errors.As(err, &e) || !e.Retryable {
-		t.Fatalf("error %v, want retryable", err)
-	}
-}
-
-type failTransport struct{ t *testing.T }
-
-func (f failTransport) RoundTrip(*http.Request) (*http.Response, error) {
-	f.t.Error("request sent for a message that cannot be sent")
-	return nil, errors.New("no")
+	target.CheckTransportFailure(t, providertest.Email())
 }
 
 func TestSendBadMessage(t *testing.T) {
-	p, err := New(config("https://api.postmarkapp.com", ""), deps(&http.Client{Transport: failTransport{t}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, m := range map[string]channels.Message{
+	p := target.Build(t, "https://api.postmarkapp.com", providertest.NoRequests(t))
+	providertest.CheckUnsendable(t, p, map[string]channels.Message{
 		"no email":     {DeliveryID: "d"},
 		"bad to":       {Email: &channels.EmailMessage{To: "nope", Text: "x"}},
 		"bad from":     {Email: &channels.EmailMessage{From: "nope", To: "a@example.com", Text: "x"}},
 		"bad reply to": {Email: &channels.EmailMessage{ReplyTo: "nope", To: "a@example.com", Text: "x"}},
 		"no content":   {Email: &channels.EmailMessage{To: "a@example.com"}},
-	} {
-		_, err := p.Send(context.Background(), m)
-		var e *channels.Error
-		if !errors.As(err, &e) || e.Retryable {
-			t.Errorf("%s: error %v, want permanent", name, err)
-		}
-	}
+	})
 }
 
 func TestNewValidates(t *testing.T) {
-	for _, tc := range []struct{ config, want string }{
+	providertest.CheckNew(t, New, providertest.Deps(http.DefaultClient), []providertest.ConfigCase{
 		{`{"from":"a@example.com"}`, "server_token is required"},
 		{`{"server_token":"t"}`, "from is required"},
 		{`{"server_token":"t","from":"nope"}`, "from must be"},
@@ -227,12 +135,7 @@ func TestNewValidates(t *testing.T) {
 		{`{"server_token":"t","from":"a@example.com","webhook_password":"p"}`, "webhook_username is required"},
 		{`{"server_token":"t","from":"a@example.com","webhook_username":"a:b","webhook_password":"p"}`, "webhook_username must not"},
 		{`{"server_token":"t","from":"a@example.com","token":"t"}`, "unknown field"},
-	} {
-		_, err := New(json.RawMessage(tc.config), deps(http.DefaultClient))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("New(%s) = %v, want error containing %q", tc.config, err, tc.want)
-		}
-	}
+	})
 }
 
 const hookConfig = `,"webhook_username":"pmhook","webhook_password":"hook-secret"`
@@ -275,10 +178,10 @@ func TestStatuses(t *testing.T) {
 		{"spam complaint", spamHook, nil},
 		{"auto-responder", autoReply, nil},
 		{"bad time", `{"RecordType":"Delivery","MessageID":"m","DeliveredAt":"yesterday"}`,
-			[]channels.Status{{MessageID: "m", Type: channels.StatusDelivered, At: fixedNow, EventID: "Delivery:m:yesterday"}}},
+			[]channels.Status{{MessageID: "m", Type: channels.StatusDelivered, At: providertest.Now, EventID: "Delivery:m:yesterday"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Kind.Statuses(hookRequest(tc.body, "pmhook", "hook-secret"), []byte(tc.body), config("https://api.postmarkapp.com", hookConfig), deps(nil))
+			got, err := Kind.Statuses(hookRequest(tc.body, "pmhook", "hook-secret"), []byte(tc.body), config("https://api.postmarkapp.com", hookConfig), providertest.Deps(nil))
 			if err != nil {
 				t.Fatalf("Statuses: %v", err)
 			}
@@ -300,18 +203,13 @@ func TestStatusesRejects(t *testing.T) {
 		{"not configured", "pmhook", "hook-secret", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Kind.Statuses(hookRequest(deliveryHook, tc.user, tc.pass), []byte(deliveryHook), config("https://api.postmarkapp.com", tc.config), deps(nil))
-			if !errors.Is(err, channels.ErrBadSignature) {
-				t.Errorf("error %v, want ErrBadSignature", err)
-			}
-			if got != nil {
-				t.Errorf("statuses %v from a rejected request", got)
-			}
+			got, err := Kind.Statuses(hookRequest(deliveryHook, tc.user, tc.pass), []byte(deliveryHook), config("https://api.postmarkapp.com", tc.config), providertest.Deps(nil))
+			providertest.WantBadSignature(t, got, err)
 		})
 	}
 	// An authenticated post that is not a record is an error, not a
 	// bad signature.
-	_, err := Kind.Statuses(hookRequest("[1,2]", "pmhook", "hook-secret"), []byte("[1,2]"), config("https://api.postmarkapp.com", hookConfig), deps(nil))
+	_, err := Kind.Statuses(hookRequest("[1,2]", "pmhook", "hook-secret"), []byte("[1,2]"), config("https://api.postmarkapp.com", hookConfig), providertest.Deps(nil))
 	if err == nil || errors.Is(err, channels.ErrBadSignature) {
 		t.Errorf("malformed body: %v", err)
 	}
@@ -324,7 +222,7 @@ func FuzzParseRecord(f *testing.F) {
 	}
 	valid := map[string]bool{channels.StatusDelivered: true, channels.StatusBounced: true, channels.StatusOpened: true, channels.StatusClicked: true}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got, err := parseRecord(body, func() time.Time { return fixedNow })
+		got, err := parseRecord(body, func() time.Time { return providertest.Now })
 		if err != nil {
 			return
 		}

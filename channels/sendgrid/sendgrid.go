@@ -4,6 +4,7 @@ package sendgrid
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
@@ -16,7 +17,6 @@ import (
 	"math"
 	"net/http"
 	"net/mail"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -67,14 +67,10 @@ func loadConfig(raw json.RawMessage) (Config, *ecdsa.PublicKey, error) {
 	if _, err := mail.ParseAddress(c.From); err != nil {
 		return Config{}, nil, fmt.Errorf("from must be an email address: %w", err)
 	}
-	if c.BaseURL == "" {
-		c.BaseURL = defaultBaseURL
+	var err error
+	if c.BaseURL, err = channels.HTTPSBaseURL(c.BaseURL, defaultBaseURL); err != nil {
+		return Config{}, nil, err
 	}
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return Config{}, nil, errors.New("base_url must be an https URL without query or credentials")
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	var key *ecdsa.PublicKey
 	if c.WebhookPublicKey != "" {
 		if key, err = parsePublicKey(c.WebhookPublicKey); err != nil {
@@ -115,14 +111,13 @@ type provider struct {
 
 // New builds a SendGrid provider from its configuration.
 func New(config json.RawMessage, deps channels.Deps) (channels.Provider, error) {
-	c, _, err := loadConfig(config)
-	if err != nil {
-		return nil, err
+	load := func(raw json.RawMessage) (Config, error) {
+		c, _, err := loadConfig(raw)
+		return c, err
 	}
-	if deps.HTTP == nil || deps.Now == nil {
-		return nil, errors.New("sendgrid: deps.HTTP and deps.Now are required")
-	}
-	return &provider{cfg: c, deps: deps}, nil
+	return channels.NewHTTP("sendgrid", config, deps, load, func(c Config) channels.Provider {
+		return &provider{cfg: c, deps: deps}
+	})
 }
 
 type address struct {
@@ -166,13 +161,9 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 	if e.Text == "" && e.HTML == "" {
 		return "", channels.Permanent("invalid_message", errors.New("email has neither text nor html"))
 	}
-	from := e.From
-	if from == "" {
-		from = p.cfg.From
-	}
 	var body mailSend
 	var err error
-	if body.From, err = parseAddress("from", from); err != nil {
+	if body.From, err = parseAddress("from", cmp.Or(e.From, p.cfg.From)); err != nil {
 		return "", err
 	}
 	to, err := parseAddress("to", e.To)
@@ -209,17 +200,14 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 	req.Header.Set("Authorization", "Bearer "+p.cfg.APIKey)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	resp, err := channels.Do(ctx, p.deps.HTTP, req)
+	resp, err := channels.DoOK(ctx, p.deps.HTTP, req, p.httpError)
 	if err != nil {
 		return "", err
 	}
-	if resp.Status >= 200 && resp.Status < 300 {
-		// 202 carries the id; sandbox mode answers 200 without one. Either
-		// way SendGrid took the message, and its events still find the
-		// delivery through the custom argument.
-		return resp.Header.Get("X-Message-Id"), nil
-	}
-	return "", p.httpError(resp)
+	// 202 carries the id; sandbox mode answers 200 without one. Either way
+	// SendGrid took the message, and its events still find the delivery
+	// through the custom argument.
+	return resp.Header.Get("X-Message-Id"), nil
 }
 
 // errorBody is SendGrid's error response.

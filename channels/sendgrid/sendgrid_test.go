@@ -10,9 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -21,30 +19,20 @@ import (
 	"time"
 
 	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/providertest"
 )
-
-var fixedNow = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
-
-func deps(client *http.Client) channels.Deps {
-	return channels.Deps{HTTP: client, Now: func() time.Time { return fixedNow }}
-}
 
 func config(base string, extra string) json.RawMessage {
 	return json.RawMessage(fmt.Sprintf(`{"api_key":"SG.test-key","from":"Shop <shop@example.com>","base_url":%q%s}`, base, extra))
 }
 
-// reply is what the fake SendGrid answers.
-type reply struct {
-	status int
-	header map[string]string
-	body   string
-}
+var target = providertest.Target{New: New, Config: func(base string) json.RawMessage { return config(base, "") }}
 
 // fakeSendGrid checks each request against the Mail Send contract and
-// answers with r; it records the decoded bodies.
-func fakeSendGrid(t *testing.T, r reply, bodies *[]any) *httptest.Server {
+// answers with r.
+func fakeSendGrid(t *testing.T, r providertest.Reply) *providertest.Server {
 	t.Helper()
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	return providertest.NewServer(t, r, func(req providertest.Request) {
 		if req.Method != http.MethodPost || req.URL.Path != "/v3/mail/send" {
 			t.Errorf("request %s %s, want POST /v3/mail/send", req.Method, req.URL.Path)
 		}
@@ -54,45 +42,8 @@ func fakeSendGrid(t *testing.T, r reply, bodies *[]any) *httptest.Server {
 		if got := req.Header.Get("Content-Type"); got != "application/json" {
 			t.Errorf("Content-Type %q", got)
 		}
-		raw, _ := io.ReadAll(req.Body)
-		var body any
-		if err := json.Unmarshal(raw, &body); err != nil {
-			t.Errorf("body is not JSON: %v: %s", err, raw)
-		}
-		*bodies = append(*bodies, body)
-		for k, v := range r.header {
-			w.Header().Set(k, v)
-		}
-		w.WriteHeader(r.status)
-		io.WriteString(w, r.body)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-func message() channels.Message {
-	return channels.Message{
-		DeliveryID: "dlv_1",
-		TenantID:   "tnt_1",
-		Key:        "key-1",
-		Channel:    channels.Email,
-		Email: &channels.EmailMessage{
-			To:      "Jörg Müller <joerg@example.org>",
-			ReplyTo: "support@example.com",
-			Subject: "Grüße",
-			Text:    "Hallo",
-			HTML:    "<p>Hallo</p>",
-		},
-	}
-}
-
-func jsonOf(t *testing.T, s string) any {
-	t.Helper()
-	var v any
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		t.Fatal(err)
-	}
-	return v
+		req.JSON(t)
+	})
 }
 
 func TestSend(t *testing.T) {
@@ -118,13 +69,12 @@ func TestSend(t *testing.T) {
 			"custom_args":{"kalcifer_delivery_id":"dlv_1"}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var bodies []any
-			srv := fakeSendGrid(t, reply{status: http.StatusAccepted, header: map[string]string{"X-Message-Id": "W6A3hTQ6TXOm8xvhB5TTmg"}}, &bodies)
-			p, err := New(config(srv.URL, ""), deps(srv.Client()))
+			srv := fakeSendGrid(t, providertest.Reply{Status: http.StatusAccepted, Header: map[string]string{"X-Message-Id": "W6A3hTQ6TXOm8xvhB5TTmg"}})
+			p, err := New(config(srv.URL, ""), providertest.Deps(srv.Client()))
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := message()
+			m := providertest.Email()
 			tc.edit(&m)
 			id, err := p.Send(context.Background(), m)
 			if err != nil {
@@ -133,9 +83,8 @@ func TestSend(t *testing.T) {
 			if id != "W6A3hTQ6TXOm8xvhB5TTmg" {
 				t.Errorf("message id %q", id)
 			}
-			if len(bodies) != 1 || !reflect.DeepEqual(bodies[0], jsonOf(t, tc.want)) {
-				got, _ := json.Marshal(bodies)
-				t.Errorf("body %s\nwant %s", got, tc.want)
+			if bodies := srv.Bodies(); len(bodies) != 1 || !reflect.DeepEqual(providertest.JSON(t, bodies[0]), providertest.JSON(t, tc.want)) {
+				t.Errorf("bodies %s\nwant %s", bodies, tc.want)
 			}
 		})
 	}
@@ -144,92 +93,50 @@ func TestSend(t *testing.T) {
 func TestSendErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		reply      reply
+		reply      providertest.Reply
 		code       string
 		retryable  bool
 		retryAfter time.Duration
 		msg        string
 	}{
-		{"bad request", reply{status: 400, body: `{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":"from","help":"http://sendgrid.com/docs"}]}`},
+		{"bad request", providertest.Reply{Status: 400, Body: `{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":"from","help":"http://sendgrid.com/docs"}]}`},
 			"400", false, 0, "from: The from address does not match"},
-		{"unauthorized", reply{status: 401, body: `{"errors":[{"field":null,"message":"The provided authorization grant is invalid, expired, or revoked","help":null}]}`},
+		{"unauthorized", providertest.Reply{Status: 401, Body: `{"errors":[{"field":null,"message":"The provided authorization grant is invalid, expired, or revoked","help":null}]}`},
 			"401", false, 0, "authorization grant is invalid"},
-		{"forbidden", reply{status: 403, body: `{"errors":[{"field":null,"message":"access forbidden"}]}`}, "403", false, 0, "access forbidden"},
-		{"too large", reply{status: 413, body: `{"errors":[{"field":null,"message":"too big"}]}`}, "413", false, 0, "too big"},
-		{"rate limited", reply{status: 429,
-			header: map[string]string{"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": fmt.Sprint(fixedNow.Add(42 * time.Second).Unix())},
-			body:   `{"errors":[{"field":null,"message":"too many requests"}]}`},
+		{"forbidden", providertest.Reply{Status: 403, Body: `{"errors":[{"field":null,"message":"access forbidden"}]}`}, "403", false, 0, "access forbidden"},
+		{"too large", providertest.Reply{Status: 413, Body: `{"errors":[{"field":null,"message":"too big"}]}`}, "413", false, 0, "too big"},
+		{"rate limited", providertest.Reply{Status: 429,
+			Header: map[string]string{"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": fmt.Sprint(providertest.Now.Add(42 * time.Second).Unix())},
+			Body:   `{"errors":[{"field":null,"message":"too many requests"}]}`},
 			"429", true, 42 * time.Second, "too many requests"},
-		{"rate limited with retry-after", reply{status: 429, header: map[string]string{"Retry-After": "7"}, body: `{"errors":[{"message":"too many requests"}]}`},
+		{"rate limited with retry-after", providertest.Reply{Status: 429, Header: map[string]string{"Retry-After": "7"}, Body: `{"errors":[{"message":"too many requests"}]}`},
 			"429", true, 7 * time.Second, "too many requests"},
-		{"server error", reply{status: 500, body: `{"errors":[{"field":null,"message":"internal error"}]}`}, "500", true, 0, "internal error"},
-		{"unavailable", reply{status: 503, body: `upstream connect error`}, "503", true, 0, "upstream connect error"},
+		{"server error", providertest.Reply{Status: 500, Body: `{"errors":[{"field":null,"message":"internal error"}]}`}, "500", true, 0, "internal error"},
+		{"unavailable", providertest.Reply{Status: 503, Body: `upstream connect error`}, "503", true, 0, "upstream connect error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var bodies []any
-			srv := fakeSendGrid(t, tc.reply, &bodies)
-			p, err := New(config(srv.URL, ""), deps(srv.Client()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = p.Send(context.Background(), message())
-			var e *channels.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %v, want *channels.Error", err)
-			}
-			if e.Code != tc.code || e.Retryable != tc.retryable || e.Unsure || e.RetryAfter != tc.retryAfter {
-				t.Errorf("got code %q retryable %v unsure %v after %v, want %q %v false %v", e.Code, e.Retryable, e.Unsure, e.RetryAfter, tc.code, tc.retryable, tc.retryAfter)
-			}
-			if !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("error %q does not say %q", err, tc.msg)
-			}
+			_, err := target.Send(t, fakeSendGrid(t, tc.reply), providertest.Email())
+			providertest.CheckError(t, err, providertest.Want{Code: tc.code, Retryable: tc.retryable, RetryAfter: tc.retryAfter, Says: tc.msg})
 		})
 	}
 }
 
 func TestSendTransportFailure(t *testing.T) {
-	var bodies []any
-	srv := fakeSendGrid(t, reply{status: 202}, &bodies)
-	p, err := New(config(srv.URL, ""), deps(srv.Client()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Close()
-	_, err = p.Send(context.Background(), message())
-	var e *channels.Error
-	if !errors.As(err, &e) || !e.Retryable {
-		t.Fatalf("error %v, want retryable", err)
-	}
+	target.CheckTransportFailure(t, providertest.Email())
 }
 
 func TestSendBadMessage(t *testing.T) {
-	p, err := New(config("https://api.sendgrid.com", ""), deps(&http.Client{Transport: failTransport{t}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, m := range map[string]channels.Message{
+	p := target.Build(t, "https://api.sendgrid.com", providertest.NoRequests(t))
+	providertest.CheckUnsendable(t, p, map[string]channels.Message{
 		"no email":   {DeliveryID: "d"},
 		"bad to":     {Email: &channels.EmailMessage{To: "nope", Text: "x"}},
 		"bad from":   {Email: &channels.EmailMessage{From: "nope", To: "a@example.com", Text: "x"}},
 		"no content": {Email: &channels.EmailMessage{To: "a@example.com"}},
-	} {
-		_, err := p.Send(context.Background(), m)
-		var e *channels.Error
-		if !errors.As(err, &e) || e.Retryable {
-			t.Errorf("%s: error %v, want permanent", name, err)
-		}
-	}
-}
-
-type failTransport struct{ t *testing.T }
-
-func (f failTransport) RoundTrip(*http.Request) (*http.Response, error) {
-	f.t.Error("request sent for a message that cannot be sent")
-	return nil, errors.New("no")
+	})
 }
 
 func TestNewValidates(t *testing.T) {
-	for _, tc := range []struct{ config, want string }{
+	providertest.CheckNew(t, New, providertest.Deps(http.DefaultClient), []providertest.ConfigCase{
 		{`{"from":"a@example.com"}`, "api_key is required"},
 		{`{"api_key":"k"}`, "from is required"},
 		{`{"api_key":"k","from":"nope"}`, "from must be"},
@@ -238,12 +145,7 @@ func TestNewValidates(t *testing.T) {
 		{`{"api_key":"k","from":"a@example.com","webhook_public_key":"not base64!"}`, "webhook_public_key"},
 		{`{"api_key":"k","from":"a@example.com","webhook_public_key":"AAAA"}`, "webhook_public_key"},
 		{`{"api_key":"k","from":"a@example.com","apikey":"k"}`, "unknown field"},
-	} {
-		_, err := New(json.RawMessage(tc.config), deps(http.DefaultClient))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("New(%s) = %v, want error containing %q", tc.config, err, tc.want)
-		}
-	}
+	})
 }
 
 // signer is a Signed Event Webhook key pair.
@@ -294,7 +196,7 @@ const events = `[
 func TestStatuses(t *testing.T) {
 	s := newSigner(t)
 	cfg := config("https://api.sendgrid.com", fmt.Sprintf(`,"webhook_public_key":%q`, s.public))
-	got, err := Kind.Statuses(s.request(t, "1600112502", []byte(events)), []byte(events), cfg, deps(nil))
+	got, err := Kind.Statuses(s.request(t, "1600112502", []byte(events)), []byte(events), cfg, providertest.Deps(nil))
 	if err != nil {
 		t.Fatalf("Statuses: %v", err)
 	}
@@ -315,7 +217,7 @@ func TestStatuses(t *testing.T) {
 	der, _ := base64.StdEncoding.DecodeString(s.public)
 	pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 	cfgPEM := config("https://api.sendgrid.com", fmt.Sprintf(`,"webhook_public_key":%q`, pemKey))
-	if _, err := Kind.Statuses(s.request(t, "1600112502", []byte(events)), []byte(events), cfgPEM, deps(nil)); err != nil {
+	if _, err := Kind.Statuses(s.request(t, "1600112502", []byte(events)), []byte(events), cfgPEM, providertest.Deps(nil)); err != nil {
 		t.Errorf("PEM key: %v", err)
 	}
 }
@@ -354,24 +256,19 @@ func TestStatusesRejects(t *testing.T) {
 		{"no key configured", func() *http.Request { return s.request(t, "1600112502", body) }, body, config("https://api.sendgrid.com", "")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Kind.Statuses(tc.req(), tc.body, tc.cfg, deps(nil))
-			if !errors.Is(err, channels.ErrBadSignature) {
-				t.Errorf("error %v, want ErrBadSignature", err)
-			}
-			if got != nil {
-				t.Errorf("statuses %v from a rejected request", got)
-			}
+			got, err := Kind.Statuses(tc.req(), tc.body, tc.cfg, providertest.Deps(nil))
+			providertest.WantBadSignature(t, got, err)
 		})
 	}
 }
 
 func TestParseEventsDefaultsTime(t *testing.T) {
 	got, err := parseEvents([]byte(`[{"event":"delivered","sg_message_id":"a.b"},{"event":"open","timestamp":"x","sg_message_id":"a"}]`),
-		func() time.Time { return fixedNow })
+		func() time.Time { return providertest.Now })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || !got[0].At.Equal(fixedNow) || got[0].MessageID != "a" {
+	if len(got) != 1 || !got[0].At.Equal(providertest.Now) || got[0].MessageID != "a" {
 		t.Errorf("statuses %+v, want one delivered dated now", got)
 	}
 	if _, err := parseEvents([]byte(`{"event":"delivered"}`), nil); err == nil {
@@ -386,7 +283,7 @@ func FuzzParseEvents(f *testing.F) {
 	valid := map[string]bool{channels.StatusDelivered: true, channels.StatusBounced: true, channels.StatusFailed: true,
 		channels.StatusOpened: true, channels.StatusClicked: true}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got, err := parseEvents(body, func() time.Time { return fixedNow })
+		got, err := parseEvents(body, func() time.Time { return providertest.Now })
 		if err != nil {
 			return
 		}

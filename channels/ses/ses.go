@@ -4,6 +4,7 @@ package ses
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,11 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
@@ -69,14 +67,10 @@ func loadConfig(raw json.RawMessage) (Config, error) {
 	if !regionPattern.MatchString(c.Region) {
 		return Config{}, fmt.Errorf("region %q is not an AWS region name", c.Region)
 	}
-	if c.BaseURL == "" {
-		c.BaseURL = "https://email." + c.Region + ".amazonaws.com"
+	var err error
+	if c.BaseURL, err = channels.HTTPSBaseURL(c.BaseURL, "https://email."+c.Region+".amazonaws.com"); err != nil {
+		return Config{}, err
 	}
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return Config{}, errors.New("base_url must be an https URL without query or credentials")
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	return c, nil
 }
 
@@ -88,14 +82,9 @@ type provider struct {
 
 // New builds an SES provider from its configuration.
 func New(config json.RawMessage, deps channels.Deps) (channels.Provider, error) {
-	c, err := loadConfig(config)
-	if err != nil {
-		return nil, err
-	}
-	if deps.HTTP == nil || deps.Now == nil {
-		return nil, errors.New("ses: deps.HTTP and deps.Now are required")
-	}
-	return &provider{cfg: c, deps: deps, signer: v4.NewSigner()}, nil
+	return channels.NewHTTP("ses", config, deps, loadConfig, func(c Config) channels.Provider {
+		return &provider{cfg: c, deps: deps, signer: v4.NewSigner()}
+	})
 }
 
 type content struct {
@@ -136,10 +125,7 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 	if e == nil {
 		return "", channels.Permanent("", fmt.Errorf("ses: message on channel %q has no email", m.Channel))
 	}
-	from := e.From
-	if from == "" {
-		from = p.cfg.From
-	}
+	from := cmp.Or(e.From, p.cfg.From)
 	if from == "" {
 		return "", channels.Permanent("", errors.New("ses: no sender: the message has none and from is not configured"))
 	}
@@ -183,12 +169,9 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 		return "", channels.Permanent("", fmt.Errorf("ses: sign request: %w", err))
 	}
 
-	resp, err := channels.Do(ctx, p.deps.HTTP, hr)
+	resp, err := channels.DoOK(ctx, p.deps.HTTP, hr, classify)
 	if err != nil {
 		return "", err
-	}
-	if resp.Status/100 != 2 {
-		return "", classify(resp)
 	}
 	var out struct {
 		MessageID string `json:"MessageId"`
@@ -224,25 +207,13 @@ func classify(resp channels.Response) error {
 		MessageU string `json:"Message"`
 	}
 	_ = json.Unmarshal(resp.Body, &body)
-	code := errorType(resp.Header.Get("X-Amzn-ErrorType"))
-	if code == "" {
-		code = errorType(body.Type)
-	}
-	msg := body.Message
-	if msg == "" {
-		msg = body.MessageU
-	}
+	code := cmp.Or(errorType(resp.Header.Get("X-Amzn-ErrorType")), errorType(body.Type))
+	msg := cmp.Or(body.Message, body.MessageU)
 	switch code {
 	case "ThrottlingException", "TooManyRequestsException", "LimitExceededException":
-		if msg == "" {
-			msg = code
-		}
-		return channels.Retryable(code, retryAfter(resp.Header.Get("Retry-After")), fmt.Errorf("HTTP %d: %s", resp.Status, msg))
+		return channels.HTTPRetryable(resp, code, cmp.Or(msg, code))
 	case "MessageRejected", "MailFromDomainNotVerifiedException", "AccountSuspendedException", "BadRequestException", "NotFoundException":
-		if msg == "" {
-			msg = code
-		}
-		return channels.Permanent(code, fmt.Errorf("HTTP %d: %s", resp.Status, msg))
+		return channels.HTTPPermanent(resp, code, cmp.Or(msg, code))
 	}
 	return channels.HTTPError(resp, code, msg)
 }
@@ -257,11 +228,4 @@ func errorType(s string) string {
 		s = s[i+1:]
 	}
 	return strings.TrimSpace(s)
-}
-
-func retryAfter(v string) time.Duration {
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	return 0
 }

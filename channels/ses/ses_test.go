@@ -6,11 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"sort"
 	"strings"
@@ -18,10 +15,9 @@ import (
 	"time"
 
 	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/providertest"
 	"github.com/kalcifer/kalcifer/channels/ses"
 )
-
-var now = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
 const (
 	akid   = "AKIDEXAMPLE"
@@ -45,7 +41,7 @@ func hmacSHA256(key []byte, s string) []byte {
 // https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html.
 func checkSigV4(r *http.Request, body []byte) error {
 	amzDate := r.Header.Get("X-Amz-Date")
-	if want := now.Format("20060102T150405Z"); amzDate != want {
+	if want := providertest.Now.Format("20060102T150405Z"); amzDate != want {
 		return fmt.Errorf("X-Amz-Date = %q, want %q", amzDate, want)
 	}
 	auth := r.Header.Get("Authorization")
@@ -58,7 +54,7 @@ func checkSigV4(r *http.Request, body []byte) error {
 		k, v, _ := strings.Cut(strings.TrimSpace(f), "=")
 		fields[k] = v
 	}
-	scope := now.Format("20060102") + "/" + region + "/ses/aws4_request"
+	scope := providertest.Now.Format("20060102") + "/" + region + "/ses/aws4_request"
 	if want := akid + "/" + scope; fields["Credential"] != want {
 		return fmt.Errorf("Credential = %q, want %q", fields["Credential"], want)
 	}
@@ -88,7 +84,7 @@ func checkSigV4(r *http.Request, body []byte) error {
 	creq := strings.Join([]string{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, canon.String(), fields["SignedHeaders"], hex.EncodeToString(sum[:])}, "\n")
 	csum := sha256.Sum256([]byte(creq))
 	sts := "AWS4-HMAC-SHA256\n" + amzDate + "\n" + scope + "\n" + hex.EncodeToString(csum[:])
-	key := hmacSHA256([]byte("AWS4"+secret), now.Format("20060102"))
+	key := hmacSHA256([]byte("AWS4"+secret), providertest.Now.Format("20060102"))
 	key = hmacSHA256(key, region)
 	key = hmacSHA256(key, "ses")
 	key = hmacSHA256(key, "aws4_request")
@@ -107,40 +103,6 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-type captured struct {
-	method, path, contentType, token string
-	sigErr                           error
-	body                             map[string]any
-}
-
-// server answers SendEmail as SES does, after recording what it checked.
-func server(t *testing.T, status int, header map[string]string, answer string) (*httptest.Server, *captured) {
-	t.Helper()
-	got := &captured{}
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		got.method, got.path, got.contentType = r.Method, r.URL.Path, r.Header.Get("Content-Type")
-		got.token = r.Header.Get("X-Amz-Security-Token")
-		got.sigErr = checkSigV4(r, b)
-		got.body = nil
-		if err := json.Unmarshal(b, &got.body); err != nil {
-			t.Errorf("request body is not JSON: %v", err)
-		}
-		for k, v := range header {
-			w.Header().Set(k, v)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		io.WriteString(w, answer)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, got
-}
-
-func deps(c *http.Client) channels.Deps {
-	return channels.Deps{HTTP: c, Now: func() time.Time { return now }}
-}
-
 func message() channels.Message {
 	return channels.Message{
 		DeliveryID: "dlv_01HZX3-abc", TenantID: "t1", Key: "k1", Channel: channels.Email,
@@ -148,18 +110,11 @@ func message() channels.Message {
 	}
 }
 
-func jsonMap(t *testing.T, s string) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
+var target = providertest.Target{New: ses.New, Config: func(base string) json.RawMessage { return config(base, "") }}
 
 func TestSend(t *testing.T) {
-	srv, got := server(t, 200, nil, `{"MessageId":"010001-EXAMPLE"}`)
-	p, err := ses.New(config(srv.URL, `,"configuration_set":"kalcifer-events"`), deps(srv.Client()))
+	srv := providertest.NewServer(t, providertest.Reply{Status: 200, Body: `{"MessageId":"010001-EXAMPLE"}`}, nil)
+	p, err := ses.New(config(srv.URL, `,"configuration_set":"kalcifer-events"`), providertest.Deps(srv.Client()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,16 +125,17 @@ func TestSend(t *testing.T) {
 	if id != "010001-EXAMPLE" {
 		t.Errorf("id = %q", id)
 	}
-	if got.method != http.MethodPost || got.path != "/v2/email/outbound-emails" || got.contentType != "application/json" {
-		t.Errorf("request %s %s %s", got.method, got.path, got.contentType)
+	got := srv.Last(t)
+	if ct := got.Header.Get("Content-Type"); got.Method != http.MethodPost || got.URL.Path != "/v2/email/outbound-emails" || ct != "application/json" {
+		t.Errorf("request %s %s %s", got.Method, got.URL.Path, ct)
 	}
-	if got.sigErr != nil {
-		t.Errorf("signature: %v", got.sigErr)
+	if err := checkSigV4(got.Request, got.Body); err != nil {
+		t.Errorf("signature: %v", err)
 	}
-	if got.token != "" {
-		t.Errorf("X-Amz-Security-Token = %q without a session token", got.token)
+	if token := got.Header.Get("X-Amz-Security-Token"); token != "" {
+		t.Errorf("X-Amz-Security-Token = %q without a session token", token)
 	}
-	want := jsonMap(t, `{
+	want := providertest.JSON(t, `{
 		"FromEmailAddress": "Kalcifer <noreply@example.com>",
 		"Destination": {"ToAddresses": ["ada@example.com"]},
 		"ReplyToAddresses": ["help@example.com"],
@@ -190,14 +146,14 @@ func TestSend(t *testing.T) {
 		"EmailTags": [{"Name": "kalcifer_delivery_id", "Value": "dlv_01HZX3-abc"}],
 		"ConfigurationSetName": "kalcifer-events"
 	}`)
-	if !reflect.DeepEqual(got.body, want) {
-		t.Errorf("body\n got %v\nwant %v", got.body, want)
+	if body := got.JSON(t); !reflect.DeepEqual(body, want) {
+		t.Errorf("body\n got %v\nwant %v", body, want)
 	}
 }
 
 func TestSendMinimalWithSessionToken(t *testing.T) {
-	srv, got := server(t, 200, nil, `{"MessageId":"m2"}`)
-	p, err := ses.New(config(srv.URL+"/", `,"session_token":"FQoGZXIvYXdzEXAMPLE"`), deps(srv.Client()))
+	srv := providertest.NewServer(t, providertest.Reply{Status: 200, Body: `{"MessageId":"m2"}`}, nil)
+	p, err := ses.New(config(srv.URL+"/", `,"session_token":"FQoGZXIvYXdzEXAMPLE"`), providertest.Deps(srv.Client()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,23 +163,24 @@ func TestSendMinimalWithSessionToken(t *testing.T) {
 	if _, err := p.Send(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	if got.sigErr != nil {
-		t.Errorf("signature: %v", got.sigErr)
+	got := srv.Last(t)
+	if err := checkSigV4(got.Request, got.Body); err != nil {
+		t.Errorf("signature: %v", err)
 	}
-	if got.token != "FQoGZXIvYXdzEXAMPLE" {
-		t.Errorf("X-Amz-Security-Token = %q", got.token)
+	if token := got.Header.Get("X-Amz-Security-Token"); token != "FQoGZXIvYXdzEXAMPLE" {
+		t.Errorf("X-Amz-Security-Token = %q", token)
 	}
-	if got.path != "/v2/email/outbound-emails" {
-		t.Errorf("path %q", got.path)
+	if got.URL.Path != "/v2/email/outbound-emails" {
+		t.Errorf("path %q", got.URL.Path)
 	}
-	want := jsonMap(t, `{
+	want := providertest.JSON(t, `{
 		"FromEmailAddress": "other@example.com",
 		"Destination": {"ToAddresses": ["bob@example.com"]},
 		"Content": {"Simple": {"Subject": {"Data": "S", "Charset": "UTF-8"}, "Body": {"Html": {"Data": "<b>x</b>", "Charset": "UTF-8"}}}},
 		"EmailTags": [{"Name": "kalcifer_delivery_id", "Value": "weird_id___"}]
 	}`)
-	if !reflect.DeepEqual(got.body, want) {
-		t.Errorf("body\n got %v\nwant %v", got.body, want)
+	if body := got.JSON(t); !reflect.DeepEqual(body, want) {
+		t.Errorf("body\n got %v\nwant %v", body, want)
 	}
 }
 
@@ -252,59 +209,32 @@ func TestSendErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, _ := server(t, tt.status, tt.header, tt.body)
-			p, err := ses.New(config(srv.URL, ""), deps(srv.Client()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = p.Send(context.Background(), message())
-			var e *channels.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("err = %v, want *channels.Error", err)
-			}
-			if e.Retryable != tt.retryable || e.Code != tt.code || e.RetryAfter != tt.retryAfter || e.Unsure {
-				t.Errorf("err = %+v (%v), want retryable %v code %q after %v", e, e, tt.retryable, tt.code, tt.retryAfter)
-			}
+			srv := providertest.NewServer(t, providertest.Reply{Status: tt.status, Header: tt.header, Body: tt.body}, nil)
+			_, err := target.Send(t, srv, message())
+			providertest.CheckError(t, err, providertest.Want{Code: tt.code, Retryable: tt.retryable, RetryAfter: tt.retryAfter})
 		})
 	}
 }
 
 func TestSendTransportFailure(t *testing.T) {
-	srv := httptest.NewTLSServer(http.NotFoundHandler())
-	client := srv.Client()
-	srv.Close()
-	p, err := ses.New(config(srv.URL, ""), deps(client))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = p.Send(context.Background(), message())
-	if e := channels.Classify(err); err == nil || !e.Retryable {
-		t.Errorf("err = %v, want retryable", err)
-	}
+	target.CheckTransportFailure(t, message())
 }
 
 func TestSendUnusableMessage(t *testing.T) {
-	p, err := ses.New(json.RawMessage(`{"region":"us-east-1","access_key_id":"a","secret_access_key":"s"}`), deps(http.DefaultClient))
+	p, err := ses.New(json.RawMessage(`{"region":"us-east-1","access_key_id":"a","secret_access_key":"s"}`), providertest.Deps(http.DefaultClient))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, m := range map[string]channels.Message{
+	providertest.CheckUnsendable(t, p, map[string]channels.Message{
 		"no email":  {Channel: channels.SMS},
 		"no sender": {Email: &channels.EmailMessage{To: "a@example.com", Text: "x"}},
 		"no to":     {Email: &channels.EmailMessage{From: "f@example.com", Text: "x"}},
 		"no body":   {Email: &channels.EmailMessage{From: "f@example.com", To: "a@example.com"}},
-	} {
-		_, err := p.Send(context.Background(), m)
-		if e := channels.Classify(err); err == nil || e.Retryable {
-			t.Errorf("%s: err = %v, want permanent", name, err)
-		}
-	}
+	})
 }
 
 func TestNewConfig(t *testing.T) {
-	tests := []struct {
-		config, wantErr string
-	}{
+	providertest.CheckNew(t, ses.New, providertest.Deps(http.DefaultClient), []providertest.ConfigCase{
 		{`{"access_key_id":"a","secret_access_key":"s"}`, "region is required"},
 		{`{"region":"us-east-1","secret_access_key":"s"}`, "access_key_id is required"},
 		{`{"region":"us-east-1","access_key_id":"a"}`, "secret_access_key is required"},
@@ -314,16 +244,7 @@ func TestNewConfig(t *testing.T) {
 		{`{"region":"us-east-1","access_key_id":"a","secret_access_key":"s","regoin":"x"}`, "unknown field"},
 		{`{"region":"us-gov-west-1","access_key_id":"a","secret_access_key":"s"}`, ""},
 		{`{"region":"eu-central-1","access_key_id":"a","secret_access_key":"s","session_token":"t","topic_arn":"arn:aws:sns:eu-central-1:1:t","configuration_set":"c","from":"f@example.com"}`, ""},
-	}
-	for _, tt := range tests {
-		_, err := ses.New(json.RawMessage(tt.config), deps(http.DefaultClient))
-		switch {
-		case tt.wantErr == "" && err != nil:
-			t.Errorf("%s: %v", tt.config, err)
-		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-			t.Errorf("%s: err = %v, want %q", tt.config, err, tt.wantErr)
-		}
-	}
+	})
 	if ses.Kind.Name != "ses" || ses.Kind.Idempotent || !reflect.DeepEqual(ses.Kind.Channels, []string{channels.Email}) ||
 		!reflect.DeepEqual(ses.Kind.Secrets, []string{"secret_access_key", "session_token"}) {
 		t.Errorf("Kind = %+v", ses.Kind)

@@ -1,6 +1,7 @@
 package ses
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -55,8 +56,8 @@ func Statuses(r *http.Request, body []byte, config json.RawMessage, deps channel
 	if err != nil {
 		return nil, err
 	}
-	if deps.HTTP == nil || deps.Now == nil {
-		return nil, errors.New("ses: deps.HTTP and deps.Now are required")
+	if err := deps.Require("ses", true); err != nil {
+		return nil, err
 	}
 	var m snsMessage
 	if err := json.Unmarshal(body, &m); err != nil {
@@ -301,7 +302,7 @@ func eventStatuses(message, snsID, snsTime string) ([]channels.Status, error) {
 	case "Delivery":
 		s.Type = channels.StatusDelivered
 		if e.Delivery != nil {
-			at = first(e.Delivery.Timestamp, at)
+			at = cmp.Or(e.Delivery.Timestamp, at)
 		}
 	case "Bounce":
 		// A transient bounce is SES still trying; only a permanent one
@@ -310,10 +311,10 @@ func eventStatuses(message, snsID, snsTime string) ([]channels.Status, error) {
 			return nil, nil
 		}
 		s.Type = channels.StatusBounced
-		at = first(e.Bounce.Timestamp, at)
+		at = cmp.Or(e.Bounce.Timestamp, at)
 		s.Reason = e.Bounce.BounceType + "/" + e.Bounce.BounceSubType
 		for _, r := range e.Bounce.BouncedRecipients {
-			if d := first(r.DiagnosticCode, r.Status); d != "" {
+			if d := cmp.Or(r.DiagnosticCode, r.Status); d != "" {
 				s.Reason += ": " + d
 				break
 			}
@@ -331,12 +332,12 @@ func eventStatuses(message, snsID, snsTime string) ([]channels.Status, error) {
 	case "Open":
 		s.Type = channels.StatusOpened
 		if e.Open != nil {
-			at = first(e.Open.Timestamp, at)
+			at = cmp.Or(e.Open.Timestamp, at)
 		}
 	case "Click":
 		s.Type = channels.StatusClicked
 		if e.Click != nil {
-			at = first(e.Click.Timestamp, at)
+			at = cmp.Or(e.Click.Timestamp, at)
 		}
 	default:
 		return nil, nil
@@ -350,11 +351,4 @@ func eventStatuses(message, snsID, snsTime string) ([]channels.Status, error) {
 	}
 	s.At = t
 	return []channels.Status{s}, nil
-}
-
-func first(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

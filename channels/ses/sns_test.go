@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/providertest"
 	"github.com/kalcifer/kalcifer/channels/ses"
 )
 
@@ -132,7 +133,7 @@ func post(body []byte) *http.Request {
 const mail = `"mail":{"timestamp":"2026-03-04T05:00:00.000Z","messageId":"0100-msg","tags":{"kalcifer_delivery_id":["dlv_1"],"ses:configuration-set":["kalcifer-events"]}}`
 
 func TestStatuses(t *testing.T) {
-	s := newSNS(t, now.Add(-time.Hour), now.Add(time.Hour))
+	s := newSNS(t, providertest.Now.Add(-time.Hour), providertest.Now.Add(time.Hour))
 	at := func(v string) time.Time { tm, _ := time.Parse(time.RFC3339, v); return tm }
 	tests := []struct {
 		name, version, event string
@@ -165,7 +166,7 @@ func TestStatuses(t *testing.T) {
 				m["Subject"] = *tt.subject
 			}
 			body := s.sign(t, s.key, tt.version, m)
-			got, err := ses.Statuses(post(body), body, cfg, deps(s.srv.Client()))
+			got, err := ses.Statuses(post(body), body, cfg, providertest.Deps(s.srv.Client()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,7 +183,7 @@ func TestStatuses(t *testing.T) {
 func strptr(s string) *string { return &s }
 
 func TestStatusesRefused(t *testing.T) {
-	s := newSNS(t, now.Add(-time.Hour), now.Add(time.Hour))
+	s := newSNS(t, providertest.Now.Add(-time.Hour), providertest.Now.Add(time.Hour))
 	other, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -232,10 +233,8 @@ func TestStatusesRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			body := tt.body()
-			got, err := ses.Statuses(post(body), body, cfg, deps(s.srv.Client()))
-			if !errors.Is(err, channels.ErrBadSignature) || got != nil {
-				t.Errorf("Statuses = %v, %v; want ErrBadSignature", got, err)
-			}
+			got, err := ses.Statuses(post(body), body, cfg, providertest.Deps(s.srv.Client()))
+			providertest.WantBadSignature(t, got, err)
 		})
 	}
 	if n := s.certFetches.Load(); n > 1 {
@@ -244,16 +243,16 @@ func TestStatusesRefused(t *testing.T) {
 }
 
 func TestStatusesExpiredCertificate(t *testing.T) {
-	s := newSNS(t, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	s := newSNS(t, providertest.Now.Add(-48*time.Hour), providertest.Now.Add(-24*time.Hour))
 	body := s.sign(t, s.key, "2", notification("a", `{"eventType":"Open",`+mail+`}`))
-	_, err := ses.Statuses(post(body), body, config("https://x.example", ""), deps(s.srv.Client()))
+	_, err := ses.Statuses(post(body), body, config("https://x.example", ""), providertest.Deps(s.srv.Client()))
 	if !errors.Is(err, channels.ErrBadSignature) {
 		t.Errorf("err = %v, want ErrBadSignature", err)
 	}
 }
 
 func TestSubscriptionConfirmation(t *testing.T) {
-	s := newSNS(t, now.Add(-time.Hour), now.Add(time.Hour))
+	s := newSNS(t, providertest.Now.Add(-time.Hour), providertest.Now.Add(time.Hour))
 	confirmation := func(subscribe string) map[string]string {
 		return map[string]string{
 			"Type": "SubscriptionConfirmation", "MessageId": "165545c9", "Token": "tok123", "TopicArn": topic,
@@ -264,7 +263,7 @@ func TestSubscriptionConfirmation(t *testing.T) {
 	cfg := config("https://email.eu-west-1.amazonaws.com", "")
 
 	body := s.sign(t, s.key, "1", confirmation(s.subsURL))
-	got, err := ses.Statuses(post(body), body, cfg, deps(s.srv.Client()))
+	got, err := ses.Statuses(post(body), body, cfg, providertest.Deps(s.srv.Client()))
 	if err != nil || got != nil {
 		t.Fatalf("Statuses = %v, %v", got, err)
 	}
@@ -274,14 +273,14 @@ func TestSubscriptionConfirmation(t *testing.T) {
 
 	// A signed confirmation still may not send us anywhere but SNS.
 	body = s.sign(t, s.key, "2", confirmation("https://attacker.example/?Token=tok123"))
-	if _, err := ses.Statuses(post(body), body, cfg, deps(s.srv.Client())); !errors.Is(err, channels.ErrBadSignature) {
+	if _, err := ses.Statuses(post(body), body, cfg, providertest.Deps(s.srv.Client())); !errors.Is(err, channels.ErrBadSignature) {
 		t.Errorf("foreign SubscribeURL: err = %v", err)
 	}
 	// Tampering with the SubscribeURL breaks the signature.
 	m := confirmation(s.subsURL)
 	body = s.sign(t, s.key, "2", m)
 	body = []byte(strings.Replace(string(body), "tok123", "tok999", -1))
-	if _, err := ses.Statuses(post(body), body, cfg, deps(s.srv.Client())); !errors.Is(err, channels.ErrBadSignature) {
+	if _, err := ses.Statuses(post(body), body, cfg, providertest.Deps(s.srv.Client())); !errors.Is(err, channels.ErrBadSignature) {
 		t.Errorf("tampered confirmation: err = %v", err)
 	}
 	if s.confirms.Load() != 1 {
@@ -291,7 +290,7 @@ func TestSubscriptionConfirmation(t *testing.T) {
 	unsub := confirmation(s.subsURL)
 	unsub["Type"] = "UnsubscribeConfirmation"
 	body = s.sign(t, s.key, "2", unsub)
-	if got, err := ses.Statuses(post(body), body, cfg, deps(s.srv.Client())); err != nil || got != nil {
+	if got, err := ses.Statuses(post(body), body, cfg, providertest.Deps(s.srv.Client())); err != nil || got != nil {
 		t.Errorf("unsubscribe confirmation: %v, %v", got, err)
 	}
 	if s.confirms.Load() != 1 {
@@ -350,7 +349,7 @@ func FuzzStatuses(f *testing.F) {
 	defer restore()
 	cfg := config("https://email.eu-west-1.amazonaws.com", "")
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got, err := ses.Statuses(post(body), body, cfg, deps(http.DefaultClient))
+		got, err := ses.Statuses(post(body), body, cfg, providertest.Deps(http.DefaultClient))
 		if err == nil || got != nil {
 			t.Errorf("unsigned body accepted: %v, %v", got, err)
 		}

@@ -117,8 +117,8 @@ func New(config json.RawMessage, deps channels.Deps) (channels.Provider, error) 
 	if err != nil {
 		return nil, fmt.Errorf("from must be an email address: %w", err)
 	}
-	if deps.Now == nil {
-		return nil, errors.New("smtp: deps.Now is required")
+	if err := deps.Require("smtp", false); err != nil {
+		return nil, err
 	}
 	return &provider{cfg: cfg, from: from, deps: deps}, nil
 }

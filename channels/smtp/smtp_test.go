@@ -29,6 +29,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/providertest"
 )
 
 var fixedNow = time.Date(2025, 3, 14, 15, 9, 26, 0, time.FixedZone("CET", 3600))
@@ -597,16 +598,7 @@ func TestSendErrors(t *testing.T) {
 
 func checkErr(t *testing.T, err error, code string, retryable, unsure bool) {
 	t.Helper()
-	var e *channels.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("error %v (%T), want *channels.Error", err, err)
-	}
-	if code != "" && e.Code != code {
-		t.Errorf("code %q, want %q (%v)", e.Code, code, err)
-	}
-	if e.Retryable != retryable || e.Unsure != unsure {
-		t.Errorf("retryable=%v unsure=%v, want %v/%v (%v)", e.Retryable, e.Unsure, retryable, unsure, err)
-	}
+	providertest.CheckError(t, err, providertest.Want{Code: code, Retryable: retryable, Unsure: unsure})
 }
 
 func TestSendDialFailure(t *testing.T) {
@@ -619,7 +611,7 @@ func TestSendDialFailure(t *testing.T) {
 	cfg := baseConfig()
 	cfg["host"], cfg["port"] = "127.0.0.1", port
 	// No Dial in deps: the provider falls back to its own dialer.
-	p := newProvider(t, cfg, channels.Deps{Now: func() time.Time { return fixedNow }})
+	p := newProvider(t, cfg, providertest.DepsAt(nil, fixedNow))
 	_, err = p.Send(context.Background(), testMessage("k"))
 	checkErr(t, err, "dial", true, false)
 }
@@ -665,10 +657,7 @@ func TestSendBadMessage(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	for _, tc := range []struct {
-		config string
-		want   string
-	}{
+	providertest.CheckNew(t, New, channels.Deps{Now: time.Now}, []providertest.ConfigCase{
 		{`{"from":"a@example.com"}`, "host is required"},
 		{`{"host":"mail.test"}`, "from is required"},
 		{`{"host":"mail.test","from":"nope"}`, "from must be"},
@@ -679,15 +668,9 @@ func TestNewValidates(t *testing.T) {
 		{`{"host":"mail.test","from":"a@example.com","helo_name":"a b"}`, "helo_name"},
 		{`{"host":"mail.test:25","from":"a@example.com"}`, "host must be"},
 		{`{"host":"mail.test","from":"a@example.com","hots":"x"}`, "unknown field"},
-	} {
-		_, err := New(json.RawMessage(tc.config), channels.Deps{Now: time.Now})
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("New(%s) = %v, want error containing %q", tc.config, err, tc.want)
-		}
-	}
-	if _, err := New(json.RawMessage(`{"host":"mail.test","from":"a@example.com"}`), channels.Deps{Now: time.Now}); err != nil {
-		t.Errorf("minimal config: %v", err)
-	}
+		// The minimal configuration.
+		{`{"host":"mail.test","from":"a@example.com"}`, ""},
+	})
 }
 
 func TestHeaderFolding(t *testing.T) {

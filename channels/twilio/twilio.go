@@ -3,6 +3,7 @@
 package twilio
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
@@ -16,7 +17,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/kalcifer/kalcifer/channels"
 )
@@ -70,14 +70,10 @@ func loadConfig(raw json.RawMessage) (Config, error) {
 	case c.APIKeySID == "" && c.AuthToken == "":
 		return Config{}, errors.New("auth_token is required (or api_key_sid and api_key_secret)")
 	}
-	if c.BaseURL == "" {
-		c.BaseURL = "https://api.twilio.com"
+	var err error
+	if c.BaseURL, err = channels.HTTPSBaseURL(c.BaseURL, "https://api.twilio.com"); err != nil {
+		return Config{}, err
 	}
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return Config{}, errors.New("base_url must be an https URL without query or credentials")
-	}
-	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	if c.StatusCallbackURL != "" {
 		u, err := url.Parse(c.StatusCallbackURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
@@ -94,14 +90,9 @@ type provider struct {
 
 // New builds a Twilio provider from its configuration.
 func New(config json.RawMessage, deps channels.Deps) (channels.Provider, error) {
-	c, err := loadConfig(config)
-	if err != nil {
-		return nil, err
-	}
-	if deps.HTTP == nil || deps.Now == nil {
-		return nil, errors.New("twilio: deps.HTTP and deps.Now are required")
-	}
-	return &provider{cfg: c, deps: deps}, nil
+	return channels.NewHTTP("twilio", config, deps, loadConfig, func(c Config) channels.Provider {
+		return &provider{cfg: c, deps: deps}
+	})
 }
 
 // whatsappAddr puts a phone number in Twilio's WhatsApp address form.
@@ -123,7 +114,7 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 			return "", channels.Permanent("", errors.New("twilio: the SMS needs a recipient and a body"))
 		}
 		form.Set("To", m.SMS.To)
-		from = first(m.SMS.From, p.cfg.From)
+		from = cmp.Or(m.SMS.From, p.cfg.From)
 		form.Set("Body", m.SMS.Body)
 	case m.WhatsApp != nil:
 		w := m.WhatsApp
@@ -131,7 +122,7 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 			return "", channels.Permanent("", errors.New("twilio: the WhatsApp message has no recipient"))
 		}
 		form.Set("To", whatsappAddr(w.To))
-		from = whatsappAddr(first(w.From, p.cfg.WhatsAppFrom))
+		from = whatsappAddr(cmp.Or(w.From, p.cfg.WhatsAppFrom))
 		switch {
 		case w.Template != "":
 			// Twilio sends WhatsApp templates as Content templates, whose
@@ -188,12 +179,9 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 	} else {
 		req.SetBasicAuth(p.cfg.AccountSID, p.cfg.AuthToken)
 	}
-	resp, err := channels.Do(ctx, p.deps.HTTP, req)
+	resp, err := channels.DoOK(ctx, p.deps.HTTP, req, classify)
 	if err != nil {
 		return "", err
-	}
-	if resp.Status/100 != 2 {
-		return "", classify(resp)
 	}
 	var out struct {
 		SID string `json:"sid"`
@@ -220,29 +208,15 @@ func classify(resp channels.Response) error {
 	}
 	switch body.Code {
 	case 20429: // Too Many Requests
-		return channels.Retryable(code, retryAfter(resp.Header.Get("Retry-After")), fmt.Errorf("HTTP %d: %s", resp.Status, first(body.Message, "too many requests")))
+		return channels.HTTPRetryable(resp, code, cmp.Or(body.Message, "too many requests"))
 	case 21211, // invalid To number
 		21610, // recipient unsubscribed (replied STOP)
 		21614, // To is not a mobile number
 		21408, // permission to send to the region not enabled
 		20003: // authentication failed
-		return channels.Permanent(code, fmt.Errorf("HTTP %d: %s", resp.Status, first(body.Message, "error "+code)))
+		return channels.HTTPPermanent(resp, code, cmp.Or(body.Message, "error "+code))
 	}
 	return channels.HTTPError(resp, code, body.Message)
-}
-
-func retryAfter(v string) time.Duration {
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	return 0
-}
-
-func first(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Statuses checks a status callback's X-Twilio-Signature and maps the
@@ -256,8 +230,8 @@ func Statuses(r *http.Request, body []byte, config json.RawMessage, deps channel
 	if c.AuthToken == "" {
 		return nil, fmt.Errorf("twilio: auth_token is required to check status callbacks: %w", channels.ErrBadSignature)
 	}
-	if deps.Now == nil {
-		return nil, errors.New("twilio: deps.Now is required")
+	if err := deps.Require("twilio", false); err != nil {
+		return nil, err
 	}
 	sig := r.Header.Get("X-Twilio-Signature")
 	if sig == "" {

@@ -7,9 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,52 +18,22 @@ import (
 	"time"
 
 	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/providertest"
 	"github.com/kalcifer/kalcifer/channels/twilio"
 )
-
-var now = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
 const (
 	sid   = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
 	token = "your_auth_token"
 )
 
-func deps(c *http.Client) channels.Deps {
-	return channels.Deps{HTTP: c, Now: func() time.Time { return now }}
-}
-
-type captured struct {
-	method, path, contentType, user, pass string
-	form                                  url.Values
-}
-
-func server(t *testing.T, status int, header map[string]string, answer string) (*httptest.Server, *captured) {
-	t.Helper()
-	got := &captured{}
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got.method, got.path, got.contentType = r.Method, r.URL.Path, r.Header.Get("Content-Type")
-		got.user, got.pass, _ = r.BasicAuth()
-		b, _ := io.ReadAll(r.Body)
-		var err error
-		if got.form, err = url.ParseQuery(string(b)); err != nil {
-			t.Errorf("body is not a form: %v", err)
-		}
-		for k, v := range header {
-			w.Header().Set(k, v)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		io.WriteString(w, answer)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, got
-}
-
 func config(base, extra string) json.RawMessage {
 	return json.RawMessage(fmt.Sprintf(`{"account_sid":%q,"auth_token":%q,"base_url":%q%s}`, sid, token, base, extra))
 }
 
 const created = `{"account_sid":"` + sid + `","api_version":"2010-04-01","body":"Hi","date_created":"Thu, 04 Mar 2026 05:06:07 +0000","direction":"outbound-api","error_code":null,"error_message":null,"from":"+15017122661","num_segments":"1","price":null,"sid":"SM1234567890abcdef1234567890abcdef","status":"queued","to":"+15558675310","uri":"/2010-04-01/Accounts/` + sid + `/Messages/SM1234567890abcdef1234567890abcdef.json"}`
+
+var target = providertest.Target{New: twilio.New, Config: func(base string) json.RawMessage { return config(base, `,"from":"+15017122661"`) }}
 
 func TestSend(t *testing.T) {
 	tests := []struct {
@@ -97,8 +65,8 @@ func TestSend(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, got := server(t, 201, nil, created)
-			p, err := twilio.New(config(srv.URL, tt.extra), deps(srv.Client()))
+			srv := providertest.NewServer(t, providertest.Reply{Status: 201, Body: created}, nil)
+			p, err := twilio.New(config(srv.URL, tt.extra), providertest.Deps(srv.Client()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,14 +77,19 @@ func TestSend(t *testing.T) {
 			if id != "SM1234567890abcdef1234567890abcdef" {
 				t.Errorf("id = %q", id)
 			}
-			if got.method != http.MethodPost || got.path != "/2010-04-01/Accounts/"+sid+"/Messages.json" || got.contentType != "application/x-www-form-urlencoded" {
-				t.Errorf("request %s %s %s", got.method, got.path, got.contentType)
+			got := srv.Last(t)
+			if ct := got.Header.Get("Content-Type"); got.Method != http.MethodPost || got.URL.Path != "/2010-04-01/Accounts/"+sid+"/Messages.json" || ct != "application/x-www-form-urlencoded" {
+				t.Errorf("request %s %s %s", got.Method, got.URL.Path, ct)
 			}
-			if got.user != tt.user || got.pass != tt.pass {
-				t.Errorf("basic auth %q:%q", got.user, got.pass)
+			if user, pass, _ := got.BasicAuth(); user != tt.user || pass != tt.pass {
+				t.Errorf("basic auth %q:%q", user, pass)
 			}
-			if !reflect.DeepEqual(got.form, tt.want) {
-				t.Errorf("form\n got %v\nwant %v", got.form, tt.want)
+			form, err := url.ParseQuery(string(got.Body))
+			if err != nil {
+				t.Errorf("body is not a form: %v", err)
+			}
+			if !reflect.DeepEqual(form, tt.want) {
+				t.Errorf("form\n got %v\nwant %v", form, tt.want)
 			}
 		})
 	}
@@ -148,57 +121,32 @@ func TestSendErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, _ := server(t, tt.status, tt.header, tt.body)
-			p, err := twilio.New(config(srv.URL, `,"from":"+15017122661"`), deps(srv.Client()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = p.Send(context.Background(), channels.Message{SMS: &channels.TextMessage{To: "+15558675310", Body: "Hi"}})
-			var e *channels.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("err = %v, want *channels.Error", err)
-			}
-			if e.Retryable != tt.retryable || e.Code != tt.code || e.RetryAfter != tt.retryAfter || e.Unsure {
-				t.Errorf("err = %+v (%v), want retryable %v code %q after %v", e, e, tt.retryable, tt.code, tt.retryAfter)
-			}
+			srv := providertest.NewServer(t, providertest.Reply{Status: tt.status, Header: tt.header, Body: tt.body}, nil)
+			_, err := target.Send(t, srv, channels.Message{SMS: &channels.TextMessage{To: "+15558675310", Body: "Hi"}})
+			providertest.CheckError(t, err, providertest.Want{Code: tt.code, Retryable: tt.retryable, RetryAfter: tt.retryAfter})
 		})
 	}
 }
 
 func TestSendTransportFailure(t *testing.T) {
-	srv := httptest.NewTLSServer(http.NotFoundHandler())
-	client := srv.Client()
-	srv.Close()
-	p, err := twilio.New(config(srv.URL, `,"from":"+15017122661"`), deps(client))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = p.Send(context.Background(), channels.Message{SMS: &channels.TextMessage{To: "+15558675310", Body: "Hi"}})
-	if e := channels.Classify(err); err == nil || !e.Retryable {
-		t.Errorf("err = %v, want retryable", err)
-	}
+	target.CheckTransportFailure(t, channels.Message{SMS: &channels.TextMessage{To: "+15558675310", Body: "Hi"}})
 }
 
 func TestSendUnusableMessage(t *testing.T) {
-	p, err := twilio.New(config("https://api.twilio.com", ""), deps(http.DefaultClient))
+	p, err := twilio.New(config("https://api.twilio.com", ""), providertest.Deps(http.DefaultClient))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, m := range map[string]channels.Message{
+	providertest.CheckUnsendable(t, p, map[string]channels.Message{
 		"email":          {Channel: channels.Email, Email: &channels.EmailMessage{}},
 		"no sender":      {SMS: &channels.TextMessage{To: "+1555", Body: "x"}},
 		"no body":        {SMS: &channels.TextMessage{To: "+1555", From: "+1666"}},
 		"empty whatsapp": {WhatsApp: &channels.WhatsAppMessage{To: "+1555", From: "+1666"}},
-	} {
-		_, err := p.Send(context.Background(), m)
-		if e := channels.Classify(err); err == nil || e.Retryable {
-			t.Errorf("%s: err = %v, want permanent", name, err)
-		}
-	}
+	})
 }
 
 func TestNewConfig(t *testing.T) {
-	tests := []struct{ config, wantErr string }{
+	providertest.CheckNew(t, twilio.New, providertest.Deps(http.DefaultClient), []providertest.ConfigCase{
 		{`{"auth_token":"t"}`, "account_sid is required"},
 		{`{"account_sid":"AC1"}`, "auth_token is required"},
 		{`{"account_sid":"AC1","api_key_sid":"SK1"}`, "api_key_secret is required"},
@@ -208,16 +156,7 @@ func TestNewConfig(t *testing.T) {
 		{`{"account_sid":"AC1","auth_token":"t","form":"+1"}`, "unknown field"},
 		{`{"account_sid":"AC1","api_key_sid":"SK1","api_key_secret":"s"}`, ""},
 		{`{"account_sid":"AC1","auth_token":"t","from":"+1","whatsapp_from":"+2","messaging_service_sid":"MG1","status_callback_url":"https://x.example/cb"}`, ""},
-	}
-	for _, tt := range tests {
-		_, err := twilio.New(json.RawMessage(tt.config), deps(http.DefaultClient))
-		switch {
-		case tt.wantErr == "" && err != nil:
-			t.Errorf("%s: %v", tt.config, err)
-		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-			t.Errorf("%s: err = %v, want %q", tt.config, err, tt.wantErr)
-		}
-	}
+	})
 	if k := twilio.Kind; k.Name != "twilio" || k.Idempotent || !reflect.DeepEqual(k.Channels, []string{channels.SMS, channels.WhatsApp}) ||
 		!reflect.DeepEqual(k.Secrets, []string{"auth_token", "api_key_secret"}) {
 		t.Errorf("Kind = %+v", k)
@@ -266,10 +205,10 @@ func TestStatuses(t *testing.T) {
 		status, code string
 		want         []channels.Status
 	}{
-		{"delivered", "", []channels.Status{{MessageID: "SM123", DeliveryID: "dlv 1", Type: channels.StatusDelivered, At: now, EventID: "SM123:delivered"}}},
-		{"undelivered", "30003", []channels.Status{{MessageID: "SM123", DeliveryID: "dlv 1", Type: channels.StatusBounced, At: now, EventID: "SM123:undelivered", Reason: "error 30003"}}},
-		{"failed", "30008", []channels.Status{{MessageID: "SM123", DeliveryID: "dlv 1", Type: channels.StatusFailed, At: now, EventID: "SM123:failed", Reason: "error 30008"}}},
-		{"read", "", []channels.Status{{MessageID: "SM123", DeliveryID: "dlv 1", Type: channels.StatusOpened, At: now, EventID: "SM123:read"}}},
+		{"delivered", "", []channels.Status{{MessageID: "SM123", DeliveryID: "dlv 1", Type: channels.StatusDelivered, At: providertest.Now, EventID: "SM123:delivered"}}},
+		{"undelivered", "30003", []channels.Status{{MessageID: "SM123", DeliveryID: "dlv 1", Type: channels.StatusBounced, At: providertest.Now, EventID: "SM123:undelivered", Reason: "error 30003"}}},
+		{"failed", "30008", []channels.Status{{MessageID: "SM123", DeliveryID: "dlv 1", Type: channels.StatusFailed, At: providertest.Now, EventID: "SM123:failed", Reason: "error 30008"}}},
+		{"read", "", []channels.Status{{MessageID: "SM123", DeliveryID: "dlv 1", Type: channels.StatusOpened, At: providertest.Now, EventID: "SM123:read"}}},
 		{"sent", "", nil},
 		{"queued", "", nil},
 	}
@@ -279,7 +218,7 @@ func TestStatuses(t *testing.T) {
 			// The server sits behind a proxy: the path and host it sees are
 			// not the public ones Twilio signed.
 			r := callback("http://10.0.0.7:8080/internal/twilio?kalcifer_delivery_id=dlv+1", form, sign(token, cbURL+"?kalcifer_delivery_id=dlv+1", form))
-			got, err := twilio.Statuses(r, []byte(form.Encode()), cfg, deps(http.DefaultClient))
+			got, err := twilio.Statuses(r, []byte(form.Encode()), cfg, providertest.Deps(http.DefaultClient))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -314,7 +253,7 @@ func TestStatusesReconstructedURL(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := tt.req(sign(token, tt.signed, form))
-			got, err := twilio.Statuses(r, []byte(form.Encode()), cfg, deps(http.DefaultClient))
+			got, err := twilio.Statuses(r, []byte(form.Encode()), cfg, providertest.Deps(http.DefaultClient))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -345,15 +284,15 @@ func TestStatusesBadSignature(t *testing.T) {
 		"garbage signature": {callback(target, form, "!!"), form},
 	}
 	for name, tt := range tests {
-		got, err := twilio.Statuses(tt.r, []byte(tt.body.Encode()), cfg, deps(http.DefaultClient))
-		if !errors.Is(err, channels.ErrBadSignature) || got != nil {
-			t.Errorf("%s: Statuses = %v, %v; want ErrBadSignature", name, got, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			got, err := twilio.Statuses(tt.r, []byte(tt.body.Encode()), cfg, providertest.Deps(http.DefaultClient))
+			providertest.WantBadSignature(t, got, err)
+		})
 	}
 
 	// With only an API key there is nothing to check the signature with.
 	apiOnly := json.RawMessage(`{"account_sid":"AC1","api_key_sid":"SK1","api_key_secret":"s"}`)
-	if _, err := twilio.Statuses(callback(target, form, good), []byte(form.Encode()), apiOnly, deps(http.DefaultClient)); err == nil {
+	if _, err := twilio.Statuses(callback(target, form, good), []byte(form.Encode()), apiOnly, providertest.Deps(http.DefaultClient)); err == nil {
 		t.Error("Statuses without auth_token succeeded")
 	}
 }
@@ -378,12 +317,12 @@ func FuzzStatuses(f *testing.F) {
 		if perr == nil {
 			r.Header.Set("X-Twilio-Signature", sign(token, target, form))
 		}
-		got, err := twilio.Statuses(r, []byte(body), cfg, deps(http.DefaultClient))
+		got, err := twilio.Statuses(r, []byte(body), cfg, providertest.Deps(http.DefaultClient))
 		if err != nil {
 			return
 		}
 		for _, s := range got {
-			if s.MessageID == "" || s.At != now || !strings.HasPrefix(s.EventID, s.MessageID+":") {
+			if s.MessageID == "" || s.At != providertest.Now || !strings.HasPrefix(s.EventID, s.MessageID+":") {
 				t.Errorf("status %+v", s)
 			}
 		}

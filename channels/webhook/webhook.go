@@ -135,8 +135,8 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 	if w == nil {
 		return "", channels.Permanent("no_webhook", errors.New("message has no webhook"))
 	}
-	if p.deps.HTTP == nil || p.deps.Now == nil {
-		return "", channels.Permanent("config", errors.New("webhook provider built without an HTTP client or clock"))
+	if err := p.deps.Require("webhook", true); err != nil {
+		return "", channels.Permanent("config", err)
 	}
 	u, err := url.Parse(w.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -17,14 +17,13 @@ import (
 	"time"
 
 	"github.com/kalcifer/kalcifer/channels"
+	"github.com/kalcifer/kalcifer/channels/providertest"
 	"github.com/kalcifer/kalcifer/netguard"
 )
 
 var fixedNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func deps() channels.Deps {
-	return channels.Deps{HTTP: &http.Client{}, Now: func() time.Time { return fixedNow }}
-}
+func deps() channels.Deps { return providertest.DepsAt(&http.Client{}, fixedNow) }
 
 func newProvider(t *testing.T, config string, d channels.Deps) channels.Provider {
 	t.Helper()
@@ -201,16 +200,7 @@ func TestResponseClasses(t *testing.T) {
 			m := message(srv.URL)
 			m.Webhook.Method = c.method
 			_, err := newProvider(t, `{}`, deps()).Send(context.Background(), m)
-			var e *channels.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("err = %v, want *channels.Error", err)
-			}
-			if e.Retryable != c.retryable || e.RetryAfter != c.after || e.Unsure {
-				t.Errorf("err = %+v, want retryable=%v after=%v", e, c.retryable, c.after)
-			}
-			if e.Code != strconv.Itoa(c.status) {
-				t.Errorf("code = %q", e.Code)
-			}
+			providertest.CheckError(t, err, providertest.Want{Code: strconv.Itoa(c.status), Retryable: c.retryable, RetryAfter: c.after})
 			if c.status >= 300 && c.status < 400 && !strings.Contains(err.Error(), "redirects are not followed") {
 				t.Errorf("redirect error %v", err)
 			}
@@ -250,10 +240,7 @@ func TestTimeoutIsUnsure(t *testing.T) {
 	m := message(srv.URL)
 	m.Webhook.Timeout = 50 * time.Millisecond
 	_, err := newProvider(t, `{}`, deps()).Send(context.Background(), m)
-	var e *channels.Error
-	if !errors.As(err, &e) || !e.Retryable || !e.Unsure {
-		t.Fatalf("err = %#v, want retryable and unsure", err)
-	}
+	providertest.CheckError(t, err, providertest.Want{Retryable: true, Unsure: true})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want the deadline", err)
 	}
@@ -264,10 +251,7 @@ func TestConnectionRefusedIsSure(t *testing.T) {
 	url := srv.URL
 	srv.Close()
 	_, err := newProvider(t, `{}`, deps()).Send(context.Background(), message(url))
-	var e *channels.Error
-	if !errors.As(err, &e) || !e.Retryable || e.Unsure {
-		t.Fatalf("err = %#v, want retryable and sure", err)
-	}
+	providertest.CheckError(t, err, providertest.Want{Retryable: true})
 }
 
 func TestGuardRefusalIsPermanent(t *testing.T) {
@@ -294,11 +278,10 @@ func TestGuardRefusalIsPermanent(t *testing.T) {
 func TestBadMessages(t *testing.T) {
 	p := newProvider(t, `{}`, deps())
 	for _, u := range []string{"", "ftp://x/y", "/relative", "http://"} {
-		_, err := p.Send(context.Background(), message(u))
-		var e *channels.Error
-		if !errors.As(err, &e) || e.Retryable {
-			t.Errorf("url %q: err = %v, want permanent", u, err)
-		}
+		t.Run(u, func(t *testing.T) {
+			_, err := p.Send(context.Background(), message(u))
+			providertest.WantPermanent(t, err)
+		})
 	}
 	for name, v := range map[string]string{"Bad Name": "x", "X-Ok": "line\r\nInjected: 1"} {
 		m := message("http://example.com/")
