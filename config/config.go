@@ -306,6 +306,18 @@ func fixedAddress(v string, dst *string) error {
 	return nil
 }
 
+// secretSettings hold keys: a wrong value is still someone's secret, and
+// errors end up in logs.
+var secretSettings = map[string]bool{"secret_key": true, "cluster_secret_key": true}
+
+// shown is how an error quotes the value v of the setting key.
+func shown(key, v string) string {
+	if secretSettings[key] {
+		return "<redacted>"
+	}
+	return strconv.Quote(v)
+}
+
 // EnvName is the environment variable of a key: KALCIFER_ and the key in capitals.
 func EnvName(key string) string { return "KALCIFER_" + strings.ToUpper(key) }
 
@@ -352,7 +364,7 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 		// define variables they leave empty.
 		if v := getenv(EnvName(s.key)); v != "" {
 			if err := s.set(&c, v); err != nil {
-				return Config{}, fmt.Errorf("config: %s=%q: %w", EnvName(s.key), v, err)
+				return Config{}, fmt.Errorf("config: %s=%s: %w", EnvName(s.key), shown(s.key, v), err)
 			}
 		}
 	}
@@ -361,7 +373,7 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 		for _, s := range settings {
 			if fl.Name == FlagName(s.key) && flagErr == nil {
 				if err := s.set(&c, *f.values[s.key]); err != nil {
-					flagErr = fmt.Errorf("config: --%s=%q: %w", fl.Name, *f.values[s.key], err)
+					flagErr = fmt.Errorf("config: --%s=%s: %w", fl.Name, shown(s.key, *f.values[s.key]), err)
 				}
 			}
 		}
@@ -395,7 +407,7 @@ func applyFile(c *Config, path string) error {
 		}
 		v := fmt.Sprint(raw[k])
 		if err := s.set(c, v); err != nil {
-			return fmt.Errorf("config: %s: %s=%q: %w", path, k, v, err)
+			return fmt.Errorf("config: %s: %s=%s: %w", path, k, shown(k, v), err)
 		}
 	}
 	return nil

@@ -170,3 +170,23 @@ func TestClusterSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretsNotEchoed: a wrong key is refused without being repeated in
+// the error, which ends up in logs; other settings are quoted as given.
+func TestSecretsNotEchoed(t *testing.T) {
+	for _, env := range []string{"KALCIFER_SECRET_KEY", "KALCIFER_CLUSTER_SECRET_KEY"} {
+		_, err := load(t, map[string]string{env: "almost-a-real-key-0123456789"})
+		if err == nil || strings.Contains(err.Error(), "almost-a-real-key") || !strings.Contains(err.Error(), env) {
+			t.Errorf("%s: %v", env, err)
+		}
+	}
+	if _, err := load(t, nil, "--secret-key=almost-a-real-key"); err == nil || strings.Contains(err.Error(), "almost-a-real-key") {
+		t.Errorf("flag: %v", err)
+	}
+	if _, err := load(t, map[string]string{"KALCIFER_DELIVERY_FALLBACK": "carrier-pigeon"}); err == nil || !strings.Contains(err.Error(), `"carrier-pigeon"`) {
+		t.Errorf("an ordinary setting is quoted: %v", err)
+	}
+	if _, err := load(t, map[string]string{"KALCIFER_OUTBOUND_ALLOW": "10.0.0.0/8,nonsense"}); err == nil {
+		t.Error("a bad network was accepted")
+	}
+}

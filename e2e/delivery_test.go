@@ -57,6 +57,7 @@ func TestProviderStatusResumesTheJourney(t *testing.T) {
 			t.Cleanup(server.Close)
 			e := newEnvWith(t, b.open, server.Client())
 			acct := ok[struct {
+				ID          string `json:"id"`
 				CallbackURL string `json:"callback_url"`
 			}](e.do("POST", "/providers", map[string]any{"name": "postmark", "kind": "postmark", "default_for": []string{"email"},
 				"config": map[string]any{"server_token": "pm-token", "from": "shop@example.com", "base_url": server.URL,
@@ -71,7 +72,7 @@ func TestProviderStatusResumesTheJourney(t *testing.T) {
 			e.settle()
 			in := e.status(j, store.InstanceWaiting)
 			hello := e.allDeliveries("instance_id=" + in.ID)
-			if len(hello) != 1 || hello[0].Status != store.DeliverySent || hello[0].ProviderMessageID != "pm-1" || hello[0].Provider != "postmark" {
+			if len(hello) != 1 || hello[0].Status != store.DeliverySent || hello[0].ProviderMessageID != "pm-1" || hello[0].Provider != acct.ID {
 				t.Fatalf("hello: %+v", hello)
 			}
 

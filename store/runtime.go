@@ -343,7 +343,10 @@ type Deliveries interface {
 	BeginAttempt(ctx context.Context, d Delivery) error
 	// UpdateDelivery records the outcome of a send attempt, a skip or a
 	// deferral: status, provider, message id, error, attempts, ClaimUntil,
-	// AttemptStarted and SentAt.
+	// AttemptStarted and SentAt. Only a pending delivery takes an outcome
+	// other than sent; a delivery decided meanwhile is ErrNotFound. Sent
+	// becomes bounced, failed or delivered when the provider reported so
+	// before the send was recorded.
 	UpdateDelivery(ctx context.Context, d Delivery) error
 	GetDelivery(ctx context.Context, tenantID, id string) (Delivery, error)
 	ListDeliveries(ctx context.Context, tenantID string, f DeliveryFilter) ([]Delivery, error)

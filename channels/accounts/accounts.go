@@ -163,7 +163,9 @@ func (m *Manager) For(ctx context.Context, tenantID, channel, name string) (*Acc
 // changed.
 func (m *Manager) Invalidate(tenantID string) {
 	m.mu.Lock()
-	delete(m.tenants, tenantID)
+	if t := m.tenants[tenantID]; t != nil {
+		t.loaded = time.Time{}
+	}
 	m.mu.Unlock()
 }
 
@@ -171,18 +173,31 @@ func (m *Manager) tenant(ctx context.Context, tenantID string) (*tenantAccounts,
 	now := m.deps.Now()
 	m.mu.Lock()
 	t := m.tenants[tenantID]
+	fresh := t != nil && now.Sub(t.loaded) < m.ttl
 	m.mu.Unlock()
-	if t != nil && now.Sub(t.loaded) < m.ttl {
+	if fresh {
 		return t, nil
 	}
 	configs, err := m.store.ListProviders(ctx, tenantID)
 	if err != nil {
 		return nil, err
 	}
+	// Accounts whose configuration did not change are kept: providers
+	// hold what is costly to make again (APNs refuses new tokens more
+	// often than every 20 minutes; FCM's OAuth tokens take a request).
+	kept := map[string]*Account{}
+	if t != nil {
+		for _, a := range t.accounts {
+			kept[a.ID] = a
+		}
+	}
 	t = &tenantAccounts{loaded: now, defaults: map[string]*Account{}}
 	serving := map[string][]*Account{}
 	for _, p := range configs {
-		a, err := m.build(p)
+		a, err := kept[p.ID], error(nil)
+		if a == nil || !a.Version.Equal(p.UpdatedAt) {
+			a, err = m.build(p)
+		}
 		if err != nil {
 			// One broken account (a key rotated away) must not stop the
 			// tenant's others; deliveries that name it fail with the reason.

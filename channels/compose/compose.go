@@ -7,6 +7,7 @@ package compose
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -166,6 +167,9 @@ func (r *Renderer) Message(in Input) (channels.Message, error) {
 		}
 	default:
 		return m, channels.Permanent("unknown_channel", fmt.Errorf("no provider sends on channel %q", d.Channel))
+	}
+	if errors.Is(x.err, ErrBusy) {
+		return m, channels.Retryable("renderer_busy", 0, x.err)
 	}
 	if x.err != nil {
 		return m, channels.Permanent(CodeTemplateError, x.err)

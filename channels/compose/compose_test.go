@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kalcifer/kalcifer/channels"
 	"github.com/kalcifer/kalcifer/store"
@@ -119,6 +120,36 @@ func TestSkipsAndErrors(t *testing.T) {
 	}
 	if err := r.Check("Hello {{ customer.name }}"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestLimits: what a template may build and how long it may run are
+// bounded, so that one template cannot starve the process.
+func TestLimits(t *testing.T) {
+	r := NewRenderer()
+	vars := map[string]any{"n": 1e9}
+	for name, source := range map[string]string{
+		"literal range":  "{% for i in (1..20000000) %}{% endfor %}",
+		"variable range": "{% for i in (1..n) %}{% endfor %}",
+		"replace":        "{% assign s = 'aaaa' %}" + strings.Repeat("{% assign s = s | replace: 'a', 'aaaaaaaa' %}", 10) + "{{ s | size }}",
+		"concat":         "{% assign a = (1..6000) %}{% assign b = a | concat: a %}",
+	} {
+		if _, err := r.Render(source, vars); err == nil {
+			t.Errorf("%s: rendered", name)
+		}
+	}
+	doubled, err := r.Render("{% assign s = 'x' %}"+strings.Repeat("{% assign s = s | append: s %}", 30)+"{{ s | size }}", vars)
+	if err == nil {
+		t.Fatalf("2^30 bytes built: %s", doubled)
+	}
+	if out, err := r.Render("{% for i in (1..3) %}{{ i }}{% endfor %}", vars); err != nil || out != "123" {
+		t.Fatalf("a small loop: %q %v", out, err)
+	}
+	slow := NewRenderer()
+	slow.budget = 20 * time.Millisecond
+	nested := "{% for i in (1..3000) %}{% for j in (1..3000) %}{% endfor %}{% endfor %}"
+	if _, err := slow.Render(nested, vars); !errors.Is(err, errTooSlow) {
+		t.Fatalf("a render past its budget: %v", err)
 	}
 }
 

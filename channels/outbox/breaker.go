@@ -28,38 +28,45 @@ func newBreaker(threshold int, cooldown, maxCooldown time.Duration) *breaker {
 	return &breaker{threshold: threshold, cooldown: cooldown, maxCooldown: maxCooldown, wait: cooldown}
 }
 
-// allow says whether a send may go now; when it may not, retry is when to
-// ask again. A send allowed must be followed by done, or by cancel if it
-// did not go after all.
-func (b *breaker) allow(now time.Time) (ok bool, retry time.Time) {
+// allow says whether a send may go now, and whether it is the probe of a
+// circuit that was open; when it may not go, retry is when to ask again.
+// A send allowed must be followed by done, or by cancel if it did not go
+// after all, with the probe flag allow returned.
+func (b *breaker) allow(now time.Time) (ok, probe bool, retry time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
 	case !b.open:
-		return true, time.Time{}
+		return true, false, time.Time{}
 	case b.probing:
-		return false, now.Add(b.cooldown)
+		return false, false, now.Add(b.cooldown)
 	case now.Before(b.until):
-		return false, b.until
+		return false, false, b.until
 	}
 	b.probing = true
-	return true, time.Time{}
+	return true, true, time.Time{}
 }
 
 // cancel gives back an allowance whose send did not go.
-func (b *breaker) cancel() {
+func (b *breaker) cancel(probe bool) {
+	if !probe {
+		return
+	}
 	b.mu.Lock()
 	b.probing = false
 	b.mu.Unlock()
 }
 
 // done records a send's outcome: failed is a failure of the provider (a
-// retryable error), not of the message.
-func (b *breaker) done(now time.Time, failed bool) {
+// retryable error), not of the message. Only the probe's failure doubles
+// the cool-down; the failures of sends let through before the circuit
+// opened count towards opening it.
+func (b *breaker) done(now time.Time, probe, failed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	probe := b.probing
-	b.probing = false
+	if probe {
+		b.probing = false
+	}
 	if !failed {
 		b.failures, b.open, b.wait = 0, false, b.cooldown
 		return

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/kalcifer/kalcifer/channels"
 	"github.com/kalcifer/kalcifer/channels/accounts"
 	"github.com/kalcifer/kalcifer/channels/compose"
@@ -56,12 +58,20 @@ func (p *pass) handle(ctx context.Context, dl store.Delivery) error {
 	if err != nil {
 		return p.giveBack(dl, fmt.Errorf("provider account of delivery %s: %w", dl.ID, err))
 	}
-	dl.Provider = account.Name
+	// The account's id, not its name: status callbacks find deliveries by
+	// it, and a name can change.
+	dl.Provider = account.ID
 	if !dl.AttemptStarted.IsZero() && dl.Attempts >= d.o.MaxAttempts {
 		// Every attempt ended mid-send: a message that brings its sender
 		// down is not tried forever.
 		return p.finish(dl, store.DeliveryFailed, CodeRetriesExhausted, fmt.Sprintf(
 			"%d attempts began and none was recorded: each ended mid-send", dl.Attempts))
+	}
+	if !dl.AttemptStarted.IsZero() && (dl.DeliveredAt != nil || dl.OpenedAt != nil || dl.ClickedAt != nil) {
+		// The provider reported the message since: it took it.
+		now := d.o.Now()
+		dl.Status, dl.SentAt, dl.AttemptStarted = store.DeliverySent, &now, time.Time{}
+		return p.save(dl, dl.Provider)
 	}
 	if !dl.AttemptStarted.IsZero() && !account.Kind.Idempotent {
 		// An earlier attempt began and was never recorded: the process
@@ -96,23 +106,28 @@ func (p *pass) handle(ctx context.Context, dl store.Delivery) error {
 	token := g.limiter.ReserveN(now, 1)
 	if wait := token.DelayFrom(now); wait > 0 {
 		token.CancelAt(now)
-		return p.postpone(dl, now.Add(wait), CodeThrottled, fmt.Sprintf("%s allows %g messages a second", account.Name, account.Rate))
+		// At least a millisecond: the store keeps microseconds, and a wait
+		// rounded down to none would be claimed again at once, in a loop.
+		return p.postpone(dl, now.Add(max(wait, time.Millisecond)), CodeThrottled,
+			fmt.Sprintf("%s allows %g messages a second", account.Name, account.Rate))
 	}
-	if ok, retry := g.breaker.allow(now); !ok {
+	ok, probe, retry := g.breaker.allow(now)
+	if !ok {
 		token.CancelAt(now)
 		return p.postpone(dl, retry, CodeCircuitOpen, account.Name+" failed repeatedly; sends pause until "+retry.Format(time.RFC3339))
 	}
-	return p.send(ctx, dl, account, g, msg)
+	return p.send(dl, account, g, msg, token, probe)
 }
 
 // send makes the attempt: recorded as begun, sent within what is left of
 // the claim, and its outcome recorded.
-func (p *pass) send(ctx context.Context, dl store.Delivery, account *accounts.Account, g *guard, msg channels.Message) error {
+func (p *pass) send(dl store.Delivery, account *accounts.Account, g *guard, msg channels.Message, token *rate.Reservation, probe bool) error {
 	d := p.d
 	dl.Attempts++
 	dl.AttemptStarted = d.o.Now()
 	if err := d.o.Store.Deliveries().BeginAttempt(p.record, dl); err != nil {
-		g.breaker.cancel()
+		g.breaker.cancel(probe)
+		token.CancelAt(dl.AttemptStarted)
 		if errors.Is(err, store.ErrConflict) {
 			// Another claim has it; that claim decides.
 			return nil
@@ -124,7 +139,7 @@ func (p *pass) send(ctx context.Context, dl store.Delivery, account *accounts.Ac
 	answered := false
 	defer func() {
 		if !answered { // the provider panicked: its allowance is given back
-			g.breaker.cancel()
+			g.breaker.cancel(probe)
 		}
 	}()
 	id, err := account.Send(sendCtx, msg)
@@ -135,7 +150,7 @@ func (p *pass) send(ctx context.Context, dl store.Delivery, account *accounts.Ac
 	now := d.o.Now()
 	dl.AttemptStarted = time.Time{}
 	if err == nil {
-		g.breaker.done(now, false)
+		g.breaker.done(now, probe, false)
 		dl.Status, dl.ProviderMessageID, dl.SentAt, dl.Error, dl.ErrorCode = store.DeliverySent, id, &now, "", ""
 		d.m.latency.WithLabelValues(dl.Channel).Observe(now.Sub(dl.CreatedAt).Seconds())
 		return p.save(dl, account.Kind.Name)
@@ -146,7 +161,7 @@ func (p *pass) send(ctx context.Context, dl store.Delivery, account *accounts.Ac
 		// is unknown, as for a connection lost mid-request.
 		e = &channels.Error{Retryable: true, Unsure: true, Code: "claim_expired", Err: err}
 	}
-	g.breaker.done(now, e.Retryable)
+	g.breaker.done(now, probe, e.Retryable)
 	switch {
 	case e.Unsure && !account.Kind.Idempotent:
 		d.m.unsure.WithLabelValues(account.Kind.Name).Inc()
@@ -175,7 +190,14 @@ func (p *pass) postpone(dl store.Delivery, at time.Time, code, reason string) er
 
 func (p *pass) save(dl store.Delivery, provider string) error {
 	dl.UpdatedAt = p.d.o.Now()
-	if err := p.d.o.Store.Deliveries().UpdateDelivery(p.record, dl); err != nil {
+	err := p.d.o.Store.Deliveries().UpdateDelivery(p.record, dl)
+	if errors.Is(err, store.ErrNotFound) {
+		// Decided meanwhile by a claim that took over after this one's
+		// lease lapsed; that decision stands.
+		p.d.log.Warn("delivery decided by another claim", "delivery_id", dl.ID, "outcome", dl.Status, "code", dl.ErrorCode)
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("record delivery %s: %w", dl.ID, err)
 	}
 	if dl.Status != store.DeliveryPending {

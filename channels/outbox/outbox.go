@@ -258,8 +258,9 @@ func (d *Dispatcher) release(ctx context.Context, unsent []store.Delivery) error
 // guard returns the account's throttle and breaker, made anew when the
 // account's configuration changed.
 func (d *Dispatcher) guard(a *accounts.Account) *guard {
-	if g, ok := d.guards.Load(a.ID); ok && g.(*guard).version.Equal(a.Version) {
-		return g.(*guard)
+	old, ok := d.guards.Load(a.ID)
+	if ok && old.(*guard).version.Equal(a.Version) {
+		return old.(*guard)
 	}
 	limit, burst := rate.Inf, max(a.Burst, 1)
 	if a.Rate > 0 {
@@ -269,8 +270,18 @@ func (d *Dispatcher) guard(a *accounts.Account) *guard {
 		}
 	}
 	g := &guard{version: a.Version, limiter: rate.NewLimiter(limit, burst), breaker: newBreaker(5, 30*time.Second, 10*time.Minute)}
-	d.guards.Store(a.ID, g)
-	return g
+	// Two workers may get here at once: one guard wins and both use it.
+	if !ok {
+		if won, loaded := d.guards.LoadOrStore(a.ID, g); loaded {
+			return won.(*guard)
+		}
+		return g
+	}
+	if d.guards.CompareAndSwap(a.ID, old, g) {
+		return g
+	}
+	current, _ := d.guards.Load(a.ID)
+	return current.(*guard)
 }
 
 // backoff is the wait before attempt+1 after a retryable failure of

@@ -249,15 +249,18 @@ type record struct {
 	Metadata    map[string]any `json:"Metadata"`
 }
 
-// notBounces are bounce types that report a message which reached its
-// mailbox (an auto-reply, a list request) or a test, not a failure.
+// hardBounces are the bounce types that say the address will not take
+// mail. The others report a message that reached its mailbox (an
+// auto-reply, a list request), a test, or a delay Postmark retries
+// (Transient, SoftBounce, DnsError): none is the end of the message.
 // https://postmarkapp.com/developer/api/bounce-api#bounce-types
-var notBounces = map[string]bool{
-	"AutoResponder": true,
-	"Subscribe":     true,
-	"Unsubscribe":   true,
-	"AddressChange": true,
-	"OpenRelayTest": true,
+var hardBounces = map[string]bool{
+	"HardBounce":          true,
+	"BadEmailAddress":     true,
+	"ManuallyDeactivated": true,
+	"Blocked":             true,
+	"SpamNotification":    true,
+	"DMARCPolicy":         true,
 }
 
 // parseRecord maps one webhook record to its status, if it is one we
@@ -277,7 +280,7 @@ func parseRecord(body []byte, now func() time.Time) ([]channels.Status, error) {
 	case "Delivery":
 		s.Type, at = channels.StatusDelivered, rec.DeliveredAt
 	case "Bounce":
-		if notBounces[rec.Type] {
+		if !hardBounces[rec.Type] {
 			return nil, nil
 		}
 		s.Type, at = channels.StatusBounced, rec.BouncedAt

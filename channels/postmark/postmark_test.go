@@ -157,6 +157,7 @@ const (
 	clickHook    = `{"RecordType":"Click","MessageStream":"outbound","ClickLocation":"HTML","Client":{"Name":"Chrome 35.0.1916.153"},"OS":{"Name":"OS X 10.7 Lion"},"Platform":"Desktop","UserAgent":"Mozilla/5.0","OriginalLink":"https://example.com","Geo":{},"MessageID":"00000000-0000-0000-0000-000000000004","Metadata":{},"ReceivedAt":"2017-10-25T15:21:11.0000000Z","Tag":"welcome-email","Recipient":"john@example.com"}`
 	spamHook     = `{"RecordType":"SpamComplaint","MessageStream":"outbound","ID":42,"Type":"SpamComplaint","TypeCode":512,"MessageID":"00000000-0000-0000-0000-000000000005","BouncedAt":"2019-11-05T16:33:54.9070259Z","Metadata":{"kalcifer_delivery_id":"dlv_5"}}`
 	autoReply    = `{"RecordType":"Bounce","ID":43,"Type":"AutoResponder","TypeCode":64,"MessageID":"00000000-0000-0000-0000-000000000006","BouncedAt":"2019-11-05T16:33:54.9070259Z"}`
+	softBounce   = `{"RecordType":"Bounce","ID":44,"Type":"Transient","TypeCode":2,"MessageID":"00000000-0000-0000-0000-000000000007","BouncedAt":"2019-11-05T16:33:54.9070259Z"}`
 )
 
 func TestStatuses(t *testing.T) {
@@ -177,6 +178,7 @@ func TestStatuses(t *testing.T) {
 			Type: channels.StatusClicked, At: time.Date(2017, 10, 25, 15, 21, 11, 0, time.UTC), EventID: "Click:00000000-0000-0000-0000-000000000004:2017-10-25T15:21:11.0000000Z"}}},
 		{"spam complaint", spamHook, nil},
 		{"auto-responder", autoReply, nil},
+		{"soft bounce: Postmark retries", softBounce, nil},
 		{"bad time", `{"RecordType":"Delivery","MessageID":"m","DeliveredAt":"yesterday"}`,
 			[]channels.Status{{MessageID: "m", Type: channels.StatusDelivered, At: providertest.Now, EventID: "Delivery:m:yesterday"}}},
 	} {

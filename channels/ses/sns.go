@@ -63,7 +63,12 @@ func Statuses(r *http.Request, body []byte, config json.RawMessage, deps channel
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, fmt.Errorf("ses: decode SNS message: %w", err)
 	}
-	if c.TopicArn != "" && m.TopicArn != c.TopicArn {
+	// SNS signs the messages of anyone's topics: only the configured
+	// topic's are this account's.
+	if c.TopicArn == "" {
+		return nil, fmt.Errorf("ses: set topic_arn to take SNS notifications: %w", channels.ErrBadSignature)
+	}
+	if m.TopicArn != c.TopicArn {
 		return nil, fmt.Errorf("ses: SNS message from topic %q, not the configured one: %w", m.TopicArn, channels.ErrBadSignature)
 	}
 	ctx := r.Context()

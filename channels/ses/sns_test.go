@@ -29,6 +29,9 @@ import (
 
 const topic = "arn:aws:sns:eu-west-1:123456789012:ses-events"
 
+// withTopic configures the account for topic's notifications.
+const withTopic = `,"topic_arn":"` + topic + `"`
+
 type snsServer struct {
 	srv              *httptest.Server
 	key              *rsa.PrivateKey
@@ -245,8 +248,18 @@ func TestStatusesRefused(t *testing.T) {
 func TestStatusesExpiredCertificate(t *testing.T) {
 	s := newSNS(t, providertest.Now.Add(-48*time.Hour), providertest.Now.Add(-24*time.Hour))
 	body := s.sign(t, s.key, "2", notification("a", `{"eventType":"Open",`+mail+`}`))
-	_, err := ses.Statuses(post(body), body, config("https://x.example", ""), providertest.Deps(s.srv.Client()))
+	_, err := ses.Statuses(post(body), body, config("https://x.example", withTopic), providertest.Deps(s.srv.Client()))
 	if !errors.Is(err, channels.ErrBadSignature) {
+		t.Errorf("err = %v, want ErrBadSignature", err)
+	}
+}
+
+// TestStatusesNeedATopic: SNS signs anyone's topics, so an account takes
+// notifications only of the topic it names, and none without one.
+func TestStatusesNeedATopic(t *testing.T) {
+	s := newSNS(t, providertest.Now.Add(-time.Hour), providertest.Now.Add(time.Hour))
+	body := s.sign(t, s.key, "2", notification("a", `{"eventType":"Open",`+mail+`}`))
+	if _, err := ses.Statuses(post(body), body, config("https://email.eu-west-1.amazonaws.com", ""), providertest.Deps(s.srv.Client())); !errors.Is(err, channels.ErrBadSignature) {
 		t.Errorf("err = %v, want ErrBadSignature", err)
 	}
 }
@@ -260,7 +273,7 @@ func TestSubscriptionConfirmation(t *testing.T) {
 			"SubscribeURL": subscribe, "Timestamp": "2026-03-04T05:00:00.000Z",
 		}
 	}
-	cfg := config("https://email.eu-west-1.amazonaws.com", "")
+	cfg := config("https://email.eu-west-1.amazonaws.com", withTopic)
 
 	body := s.sign(t, s.key, "1", confirmation(s.subsURL))
 	got, err := ses.Statuses(post(body), body, cfg, providertest.Deps(s.srv.Client()))
@@ -347,7 +360,7 @@ func FuzzStatuses(f *testing.F) {
 	f.Add([]byte(`not json`))
 	restore := ses.SetCertHostAllowed(func(string) bool { return false })
 	defer restore()
-	cfg := config("https://email.eu-west-1.amazonaws.com", "")
+	cfg := config("https://email.eu-west-1.amazonaws.com", withTopic)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, err := ses.Statuses(post(body), body, cfg, providertest.Deps(http.DefaultClient))
 		if err == nil || got != nil {

@@ -99,7 +99,7 @@ func (in *Intake) Receive(ctx context.Context, tenantID, providerID string, r *h
 	}
 	now := in.Now()
 	for _, s := range statuses {
-		ev := store.DeliveryEvent{TenantID: tenantID, DeliveryID: s.DeliveryID, Provider: p.Name, MessageID: s.MessageID,
+		ev := store.DeliveryEvent{TenantID: tenantID, DeliveryID: s.DeliveryID, Provider: p.ID, MessageID: s.MessageID,
 			Type: s.Type, EventID: s.EventID, Reason: s.Reason, At: s.At, ReceivedAt: now}
 		if ev.At.IsZero() {
 			ev.At = now
@@ -114,11 +114,14 @@ func (in *Intake) Receive(ctx context.Context, tenantID, providerID string, r *h
 			continue
 		case err != nil:
 			return res, err
-		case !recorded:
+		case recorded:
+			res.Recorded++
+		default:
 			res.Repeated++
-			continue
 		}
-		res.Recorded++
+		// A repeated status is emitted again too: the provider repeats a
+		// callback that failed, perhaps after it was recorded but before
+		// its event was, and the event's id keeps it from counting twice.
 		if err := in.emit(ctx, d, ev); err != nil {
 			return res, err
 		}

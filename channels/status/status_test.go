@@ -93,7 +93,7 @@ func TestReceive(t *testing.T) {
 	in := store.Instance{ID: store.NewID("ins", t0), TenantID: ten.ID, JourneyID: "jrn_1", Version: 1, CustomerID: cus.ID,
 		Status: store.InstanceWaiting, Snapshot: json.RawMessage(`{}`), CreatedAt: t0, UpdatedAt: t0}
 	if err := st.Instances().Commit(ctx, []store.Commit{{Instance: in, Create: true, Deliveries: []store.Delivery{{Key: "k", NodeID: "mail",
-		Channel: "email", Payload: json.RawMessage(`{}`), Status: store.DeliverySent, Provider: "pm", ProviderMessageID: "pm-1"}}}})[0]; err != nil {
+		Channel: "email", Payload: json.RawMessage(`{}`), Status: store.DeliverySent, Provider: acct.ID, ProviderMessageID: "pm-1"}}}})[0]; err != nil {
 		t.Fatal(err)
 	}
 	var emitted []Event
@@ -117,6 +117,12 @@ func TestReceive(t *testing.T) {
 	if res, err := post("hook", "s3cret", open); err != nil || res != (Result{Repeated: 1}) {
 		t.Fatalf("repeat: %+v, %v", res, err)
 	}
+	// The repeat is emitted again, under the same id, in case its first
+	// emission failed after the status was recorded.
+	if len(emitted) != 2 || emitted[1].ID != emitted[0].ID {
+		t.Fatalf("emitted %+v", emitted)
+	}
+	emitted = emitted[:1]
 	if res, err := post("hook", "s3cret", `{"RecordType": "Delivery", "MessageID": "other", "DeliveredAt": "2026-11-26T09:10:00Z"}`); err != nil || res != (Result{Unmatched: 1}) {
 		t.Fatalf("unknown message: %+v, %v", res, err)
 	}

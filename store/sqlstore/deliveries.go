@@ -135,16 +135,25 @@ func (s *Store) BeginAttempt(ctx context.Context, d store.Delivery) error {
 }
 
 // UpdateDelivery changes what a send attempt learns; what was committed to
-// be sent (key, payload, recipient) never changes. A provider can report
-// a message delivered before its send is recorded (a fast webhook): a
-// delivery recorded sent that is known delivered is delivered.
+// be sent (key, payload, recipient) never changes. Only a pending delivery
+// takes an outcome, except that a send's success always lands: it is what
+// the provider did. A provider can report a message before its send is
+// recorded (a fast webhook): a delivery recorded sent takes the bounce,
+// failure or delivery already reported.
 func (s *Store) UpdateDelivery(ctx context.Context, d store.Delivery) error {
-	err := s.execOne(ctx, s.db, `UPDATE deliveries SET status = CASE WHEN ? = '`+store.DeliverySent+`' AND delivered_at > 0
-		THEN '`+store.DeliveryDelivered+`' ELSE ? END, provider = ?, provider_message_id = ?, error = ?,
-		error_code = ?, attempts = ?, claim_until = ?, attempt_started = ?, sent_at = ?, updated_at = ?
-		WHERE tenant_id = ? AND id = ?`,
+	reported := func(typ string) string {
+		return `EXISTS (SELECT 1 FROM delivery_events e WHERE e.tenant_id = deliveries.tenant_id AND e.delivery_id = deliveries.id
+			AND e.type = '` + typ + `')`
+	}
+	err := s.execOne(ctx, s.db, `UPDATE deliveries SET status = CASE WHEN ? <> '`+store.DeliverySent+`' THEN ?
+			WHEN `+reported(store.DeliveryBounced)+` THEN '`+store.DeliveryBounced+`'
+			WHEN `+reported(store.DeliveryFailed)+` THEN '`+store.DeliveryFailed+`'
+			WHEN delivered_at > 0 THEN '`+store.DeliveryDelivered+`' ELSE '`+store.DeliverySent+`' END,
+		provider = ?, provider_message_id = ?, error = ?, error_code = ?, attempts = ?, claim_until = ?, attempt_started = ?,
+		sent_at = ?, updated_at = ?
+		WHERE tenant_id = ? AND id = ? AND (status = '`+store.DeliveryPending+`' OR ? = '`+store.DeliverySent+`')`,
 		d.Status, d.Status, d.Provider, d.ProviderMessageID, d.Error, d.ErrorCode, d.Attempts, micros(d.ClaimUntil),
-		micros(d.AttemptStarted), microsOf(d.SentAt), stamp(d.UpdatedAt).UnixMicro(), d.TenantID, d.ID)
+		micros(d.AttemptStarted), microsOf(d.SentAt), stamp(d.UpdatedAt).UnixMicro(), d.TenantID, d.ID, d.Status)
 	if err != nil {
 		return fmt.Errorf("update delivery %s: %w", d.ID, s.classify(err))
 	}

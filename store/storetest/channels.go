@@ -127,6 +127,21 @@ func testDeliveryEvents(t *testing.T, s store.Store) {
 	}
 	wantEqual(t, must(ds.GetDelivery(ctx, w.tenant, early.ID))(t).Status, store.DeliveryDelivered)
 
+	// A bounce reported before the send was recorded wins over it.
+	bounced := pendingMail(t, w, "k4")
+	must2(ds.RecordDeliveryEvent(ctx, store.DeliveryEvent{TenantID: w.tenant, DeliveryID: bounced.ID, Type: "bounced", EventID: "e4",
+		At: at(6), ReceivedAt: at(6)}, func(d store.Delivery) store.Delivery { return d }))(t)
+	bounced.Status, bounced.UpdatedAt = store.DeliverySent, at(7)
+	if err := ds.UpdateDelivery(ctx, bounced); err != nil {
+		t.Fatal(err)
+	}
+	wantEqual(t, must(ds.GetDelivery(ctx, w.tenant, bounced.ID))(t).Status, store.DeliveryBounced)
+	// A delivery decided meanwhile takes no other outcome but sent.
+	late := early
+	late.Status, late.ErrorCode = store.DeliveryFailed, "outcome_unknown"
+	wantErr(t, ds.UpdateDelivery(ctx, late), store.ErrNotFound)
+	wantEqual(t, must(ds.GetDelivery(ctx, w.tenant, early.ID))(t).Status, store.DeliveryDelivered)
+
 	unknown := ev
 	unknown.MessageID = "sg-nope"
 	wantErr(t, errOf3(ds.RecordDeliveryEvent(ctx, unknown, deliver)), store.ErrNotFound)
@@ -135,12 +150,13 @@ func testDeliveryEvents(t *testing.T, s store.Store) {
 	wantErr(t, errOf3(ds.RecordDeliveryEvent(ctx, otherTenant, deliver)), store.ErrNotFound)
 
 	wantEqual(t, must(ds.CountDeliveries(ctx, w.tenant, store.DeliveryFilter{}))(t), []store.DeliveryCount{
+		{Channel: "email", Status: store.DeliveryBounced, Count: 1},
 		{Channel: "email", Status: store.DeliveryDelivered, Count: 2},
 		{Channel: "email", Status: store.DeliveryPending, Count: 1},
 		{Channel: "email", Status: "opened", Count: 1},
 	})
 	wantEqual(t, must(ds.CountDeliveries(ctx, w.tenant, store.DeliveryFilter{Channel: "sms"}))(t), []store.DeliveryCount(nil))
-	wantEqual(t, len(must(ds.ListDeliveries(ctx, w.tenant, store.DeliveryFilter{Channel: "email"}))(t)), 3)
+	wantEqual(t, len(must(ds.ListDeliveries(ctx, w.tenant, store.DeliveryFilter{Channel: "email"}))(t)), 4)
 }
 
 func testProviders(t *testing.T, s store.Store) {
