@@ -225,16 +225,21 @@ type createTemplateRequest struct {
 }
 
 func (r *createTemplateRequest) check() error {
-	if r.Name == nil {
-		return missingField("name")
-	}
-	if err := checkName(r.Name); err != nil {
+	if err := requiredName(r.Name); err != nil {
 		return err
 	}
 	if err := checkChannel(r.Channel); err != nil {
 		return err
 	}
 	return r.parsed.decode(r.Content)
+}
+
+// requiredName checks a template's name, which every version has.
+func requiredName(name *string) error {
+	if name == nil {
+		return missingField("name")
+	}
+	return checkName(name)
 }
 
 // updateTemplateRequest is a template's next version; its channel stays.
@@ -245,10 +250,7 @@ type updateTemplateRequest struct {
 }
 
 func (r *updateTemplateRequest) check() error {
-	if r.Name == nil {
-		return missingField("name")
-	}
-	if err := checkName(r.Name); err != nil {
+	if err := requiredName(r.Name); err != nil {
 		return err
 	}
 	return r.parsed.decode(r.Content)
