@@ -315,8 +315,8 @@ func (s *Server) getTemplate(c echo.Context) error {
 }
 
 // updateTemplate stores the body as the template's next version; versions
-// already stored never change. Deliveries render the version that is the
-// latest when they are sent.
+// already stored never change, and a delivery records the version it was
+// rendered from (the latest when it was sent).
 func (s *Server) updateTemplate(c echo.Context) error {
 	var req updateTemplateRequest
 	if err := decodeBody(c, &req); err != nil {

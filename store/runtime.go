@@ -209,6 +209,9 @@ type Delivery struct {
 	// retryable failure of a delivery still pending.
 	ErrorCode string `json:"error_code,omitempty"`
 	Attempts  int    `json:"attempts"`
+	// TemplateVersion is the version of the node's template the message
+	// was rendered from, 0 when it has none.
+	TemplateVersion int `json:"template_version,omitempty"`
 	// ClaimUntil is when the delivery's claim lapses, or, for a delivery
 	// deferred (a retry's backoff, quiet hours), when it may be sent. A
 	// claim's value also identifies the claim.
@@ -343,7 +346,7 @@ type Deliveries interface {
 	BeginAttempt(ctx context.Context, d Delivery) error
 	// UpdateDelivery records the outcome of a send attempt, a skip or a
 	// deferral: status, provider, message id, error, attempts, ClaimUntil,
-	// AttemptStarted and SentAt. Only a pending delivery takes an outcome
+	// AttemptStarted, SentAt and TemplateVersion. Only a pending delivery takes an outcome
 	// other than sent; a delivery decided meanwhile is ErrNotFound. Sent
 	// becomes bounced, failed or delivered when the provider reported so
 	// before the send was recorded.

@@ -90,6 +90,9 @@ func (p *pass) handle(ctx context.Context, dl store.Delivery) error {
 			return p.giveBack(dl, err)
 		}
 	}
+	if tpl != nil {
+		dl.TemplateVersion = tpl.Version
+	}
 	msg, err := d.o.Renderer.Message(compose.Input{Delivery: dl, Customer: customer, Template: tpl})
 	var skip *compose.Skip
 	if errors.As(err, &skip) {

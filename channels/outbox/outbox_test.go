@@ -77,6 +77,9 @@ func TestStoredTemplate(t *testing.T) {
 	if got.Email == nil || got.Email.Subject != "Welcome alice@example.com" || got.Email.HTML != "<p>hi</p>" {
 		t.Fatalf("sent %+v", got.Email)
 	}
+	if dl := r.all()[0]; dl.TemplateVersion != 1 {
+		t.Fatalf("rendered from version %d, want 1 recorded", dl.TemplateVersion)
+	}
 }
 
 // TestRetries: retryable failures come back after an exponential backoff

@@ -16,7 +16,8 @@ import (
 const (
 	deliveryInsertCols = `tenant_id, id, key, journey_id, instance_id, customer_id, node_id, channel, payload,
 	status, provider, provider_message_id, error, attempts, created_at, updated_at`
-	deliveryCols = deliveryInsertCols + `, error_code, claim_until, attempt_started, sent_at, delivered_at, opened_at, clicked_at`
+	deliveryCols = deliveryInsertCols + `, error_code, claim_until, attempt_started, sent_at, delivered_at, opened_at, clicked_at,
+	template_version`
 )
 
 func scanDelivery(r scanner) (store.Delivery, error) {
@@ -25,7 +26,7 @@ func scanDelivery(r scanner) (store.Delivery, error) {
 	var claim, started, sent, delivered, opened, clicked, created, updated int64
 	err := r.Scan(&d.TenantID, &d.ID, &d.Key, &d.JourneyID, &d.InstanceID, &d.CustomerID, &d.NodeID, &d.Channel, &payload,
 		&d.Status, &d.Provider, &d.ProviderMessageID, &d.Error, &d.Attempts, &created, &updated,
-		&d.ErrorCode, &claim, &started, &sent, &delivered, &opened, &clicked)
+		&d.ErrorCode, &claim, &started, &sent, &delivered, &opened, &clicked, &d.TemplateVersion)
 	d.Payload = payload
 	d.ClaimUntil, d.AttemptStarted = optionalMicros(claim), optionalMicros(started)
 	d.SentAt, d.DeliveredAt, d.OpenedAt, d.ClickedAt = nonZeroMicros(sent), nonZeroMicros(delivered), nonZeroMicros(opened), nonZeroMicros(clicked)
@@ -150,10 +151,10 @@ func (s *Store) UpdateDelivery(ctx context.Context, d store.Delivery) error {
 			WHEN `+reported(store.DeliveryFailed)+` THEN '`+store.DeliveryFailed+`'
 			WHEN delivered_at > 0 THEN '`+store.DeliveryDelivered+`' ELSE '`+store.DeliverySent+`' END,
 		provider = ?, provider_message_id = ?, error = ?, error_code = ?, attempts = ?, claim_until = ?, attempt_started = ?,
-		sent_at = ?, updated_at = ?
+		sent_at = ?, template_version = ?, updated_at = ?
 		WHERE tenant_id = ? AND id = ? AND (status = '`+store.DeliveryPending+`' OR ? = '`+store.DeliverySent+`')`,
 		d.Status, d.Status, d.Provider, d.ProviderMessageID, d.Error, d.ErrorCode, d.Attempts, micros(d.ClaimUntil),
-		micros(d.AttemptStarted), microsOf(d.SentAt), stamp(d.UpdatedAt).UnixMicro(), d.TenantID, d.ID, d.Status)
+		micros(d.AttemptStarted), microsOf(d.SentAt), d.TemplateVersion, stamp(d.UpdatedAt).UnixMicro(), d.TenantID, d.ID, d.Status)
 	if err != nil {
 		return fmt.Errorf("update delivery %s: %w", d.ID, s.classify(err))
 	}

@@ -12,6 +12,8 @@ ALTER TABLE deliveries ADD COLUMN sent_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE deliveries ADD COLUMN delivered_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE deliveries ADD COLUMN opened_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE deliveries ADD COLUMN clicked_at BIGINT NOT NULL DEFAULT 0;
+-- The version of the template a delivery was rendered from, 0 for none.
+ALTER TABLE deliveries ADD COLUMN template_version INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_message ON deliveries (tenant_id, provider, provider_message_id) WHERE provider_message_id <> '';
 CREATE INDEX deliveries_journey ON deliveries (tenant_id, journey_id, id);
 CREATE INDEX deliveries_customer ON deliveries (tenant_id, customer_id, id);
