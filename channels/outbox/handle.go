@@ -69,7 +69,6 @@ func (p *pass) handle(ctx context.Context, dl store.Delivery) error {
 	}
 	if !dl.AttemptStarted.IsZero() && (dl.DeliveredAt != nil || dl.OpenedAt != nil || dl.ClickedAt != nil) {
 		// The provider reported the message since: it took it.
-		now := d.o.Now()
 		dl.Status, dl.SentAt, dl.AttemptStarted = store.DeliverySent, &now, time.Time{}
 		return p.save(dl, dl.Provider)
 	}
@@ -89,8 +88,6 @@ func (p *pass) handle(ctx context.Context, dl store.Delivery) error {
 		} else if err != nil {
 			return p.giveBack(dl, err)
 		}
-	}
-	if tpl != nil {
 		dl.TemplateVersion = tpl.Version
 	}
 	msg, err := d.o.Renderer.Message(compose.Input{Delivery: dl, Customer: customer, Template: tpl})
