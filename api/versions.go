@@ -212,10 +212,87 @@ func (s *Server) publishVersion(c echo.Context) error {
 		e.Details = map[string]any{"problems": result.Problems}
 		return e
 	}
+	dryRun, err := oneOf(c, "dry_run", []string{"true", "false"})
+	if err != nil {
+		return err
+	}
+	if dryRun == "true" {
+		return s.publishDryRun(c, j, g)
+	}
 	j, v, err = s.store.Journeys().PublishVersion(c.Request().Context(), j.TenantID, j.ID, v.Number, s.now())
 	if err != nil {
 		return s.versionError(c, err)
 	}
 	s.journeyChanged(c, j)
 	return c.JSON(http.StatusOK, publishResponse{Journey: j, Version: withGraph(v)})
+}
+
+// dryRunRequest is how a migration to the version would move the
+// customers in flight.
+type dryRunRequest struct {
+	NodeMapping       map[string]string `json:"node_mapping"`
+	RemovedNodePolicy string            `json:"removed_node_policy"`
+}
+
+func (r *dryRunRequest) check() error { return nil }
+
+// dryRunPlacement is where the customers at one node of the active
+// version would go, and how many there are now.
+type dryRunPlacement struct {
+	journey.Placement
+	Customers int `json:"customers"`
+}
+
+type dryRunResponse struct {
+	DryRun      bool              `json:"dry_run"`
+	Valid       bool              `json:"valid"`
+	FromVersion int               `json:"from_version"`
+	Diff        journey.GraphDiff `json:"diff"`
+	Placements  []dryRunPlacement `json:"placements"`
+	// Totals counts the customers by what would become of them.
+	Totals   map[string]int    `json:"totals"`
+	Problems []journey.Problem `json:"problems"`
+}
+
+// publishDryRun answers what publishing the version would change: the
+// diff from the active version, and where each of its customers in flight
+// would go, counted by node, without changing anything. A plan with
+// problems would leave customers without a place.
+func (s *Server) publishDryRun(c echo.Context, j store.Journey, to journey.Graph) error {
+	var req dryRunRequest
+	if err := decodeOptionalBody(c, &req); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	from := journey.Graph{}
+	counts := map[string]int{}
+	if j.ActiveVersion > 0 {
+		active, err := s.findVersion(c, j.ActiveVersion)
+		if err != nil {
+			return err
+		}
+		if from, err = journey.Decode(active.Graph); err != nil {
+			return fmt.Errorf("stored graph of journey %s version %d: %w", j.ID, active.Number, err)
+		}
+		if counts, err = s.store.Instances().CountAtNodes(ctx, j.TenantID, j.ID, j.ActiveVersion); err != nil {
+			return err
+		}
+	}
+	occupied := map[string]bool{}
+	for node := range counts {
+		occupied[node] = true
+	}
+	plan, problems := journey.PlanMigration(from, to,
+		journey.MigrationOptions{NodeMapping: req.NodeMapping, Removed: req.RemovedNodePolicy}, occupied)
+	res := dryRunResponse{DryRun: true, Valid: len(problems) == 0, FromVersion: j.ActiveVersion, Diff: journey.Diff(from, to),
+		Placements: make([]dryRunPlacement, 0, len(plan.Placements)), Problems: problems,
+		Totals: map[string]int{journey.ActionStay: 0, journey.ActionMove: 0, journey.ActionSkip: 0, journey.ActionExit: 0, journey.ActionHold: 0}}
+	if res.Problems == nil {
+		res.Problems = []journey.Problem{}
+	}
+	for _, pl := range plan.Placements {
+		res.Placements = append(res.Placements, dryRunPlacement{Placement: pl, Customers: counts[pl.From]})
+		res.Totals[pl.Action] += counts[pl.From]
+	}
+	return c.JSON(http.StatusOK, res)
 }

@@ -572,3 +572,25 @@ func (s *Store) CountSends(ctx context.Context, tenantID, customerID, channel st
 	}
 	return n, nil
 }
+
+func (s *Store) CountAtNodes(ctx context.Context, tenantID, journeyID string, version int) (map[string]int, error) {
+	// An instance counts once at each node one of its tokens is at.
+	rows, err := s.query(ctx, s.reads, `SELECT n.value, COUNT(*) FROM instances i, `+s.d.JSONArrayElements+`(i.nodes) n
+		WHERE i.tenant_id = ? AND i.journey_id = ? AND i.version = ? AND i.status NOT IN `+terminal+` GROUP BY n.value`,
+		tenantID, journeyID, version)
+	if err != nil {
+		return nil, fmt.Errorf("count instances of journey %s version %d by node: %w", journeyID, version, err)
+	}
+	counts := map[string]int{}
+	_, err = scanAll(rows, func(r scanner) (struct{}, error) {
+		var node string
+		var n int
+		err := r.Scan(&node, &n)
+		counts[node] = n
+		return struct{}{}, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count instances of journey %s version %d by node: %w", journeyID, version, err)
+	}
+	return counts, nil
+}

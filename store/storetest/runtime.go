@@ -38,6 +38,7 @@ var runtimeTests = []struct {
 	{"Providers", testProviders},
 	{"Templates", testTemplates},
 	{"CountSends", testCountSends},
+	{"CountAtNodes", testCountAtNodes},
 	{"ListInstances", testListInstances},
 	{"RuntimeTenantIsolation", testRuntimeTenantIsolation},
 	{"GroupCommitter", testGroupCommitter},
@@ -982,4 +983,27 @@ func testRuntimeTenantIsolation(t *testing.T, s store.Store) {
 	wantEqual(t, ids(must(es.ClaimUnroutedEvents(ctx, now, now, time.Minute, 0))(t), func(e store.Event) string { return e.ID }), []string{evs[0].ID})
 	wantEqual(t, len(must(is.ListSteps(ctx, theirs.tenant, in.ID))(t)), 1)
 	wantEqual(t, must(is.CountSends(ctx, theirs.tenant, theirs.customer, "", t0))(t), 1)
+}
+
+// testCountAtNodes: instances that have not ended count at each node one
+// of their tokens is at, per journey version.
+func testCountAtNodes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	w, other := newWorld(t, s, "acme"), newWorld(t, s, "globex")
+	add := func(w world, version int, status string, nodes ...string) {
+		t.Helper()
+		customer := store.NewID("c", t0)
+		in := w.instance(w.newCustomer(t, customer), customer)
+		in.Version, in.Status, in.Nodes = version, status, nodes
+		w.create(t, in)
+	}
+	add(w, 1, store.InstanceWaiting, "wait")
+	add(w, 1, store.InstanceRunning, "wait", "mail")
+	add(w, 1, store.InstancePaused, "mail")
+	add(w, 1, store.InstanceCompleted, "wait")
+	add(w, 2, store.InstanceWaiting, "wait")
+	add(other, 1, store.InstanceWaiting, "wait")
+	wantEqual(t, must(s.Instances().CountAtNodes(ctx, w.tenant, w.journey, 1))(t), map[string]int{"wait": 2, "mail": 2})
+	wantEqual(t, must(s.Instances().CountAtNodes(ctx, w.tenant, w.journey, 2))(t), map[string]int{"wait": 1})
+	wantEqual(t, must(s.Instances().CountAtNodes(ctx, w.tenant, w.journey, 3))(t), map[string]int{})
 }
