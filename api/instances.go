@@ -11,6 +11,7 @@ import (
 
 	"github.com/kalcifer/kalcifer/actors"
 	"github.com/kalcifer/kalcifer/cluster"
+	"github.com/kalcifer/kalcifer/engine"
 	"github.com/kalcifer/kalcifer/store"
 )
 
@@ -61,6 +62,41 @@ func (s *Server) listJourneyInstances(c echo.Context) error {
 		return err
 	}
 	return s.instancePage(c, f)
+}
+
+// versionInstances is how many of a journey's instances run each version.
+type versionInstances struct {
+	Version int `json:"version"`
+	// Active counts those that have not ended (running, waiting, paused).
+	Active   int            `json:"active"`
+	Total    int            `json:"total"`
+	ByStatus map[string]int `json:"by_status"`
+}
+
+// instancesByVersion counts the journey's instances on each version, as a
+// migration moves them from one to the next.
+func (s *Server) instancesByVersion(c echo.Context) error {
+	j, err := s.loadJourney(c)
+	if err != nil {
+		return err
+	}
+	counts, err := s.store.Instances().CountByVersion(c.Request().Context(), j.TenantID, j.ID)
+	if err != nil {
+		return err
+	}
+	versions := []versionInstances{}
+	for _, vc := range counts {
+		if len(versions) == 0 || versions[len(versions)-1].Version != vc.Version {
+			versions = append(versions, versionInstances{Version: vc.Version, ByStatus: map[string]int{}})
+		}
+		v := &versions[len(versions)-1]
+		v.ByStatus[vc.Status] = vc.Count
+		v.Total += vc.Count
+		if !engine.Terminal(vc.Status) {
+			v.Active += vc.Count
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": versions})
 }
 
 func (s *Server) instancePage(c echo.Context, f store.InstanceFilter) error {

@@ -69,6 +69,19 @@ func TestPublishDryRun(t *testing.T) {
 		e.do("POST", v2, map[string]any{"node_mapping": "x"}).fails(http.StatusBadRequest, "invalid_field")
 		e.do("POST", versionPath(j.ID, 2, "")+"/publish?dry_run=maybe", nil).fails(http.StatusBadRequest, "invalid_parameter")
 
+		byVersion := ok[struct {
+			Data []struct {
+				Version  int            `json:"version"`
+				Active   int            `json:"active"`
+				Total    int            `json:"total"`
+				ByStatus map[string]int `json:"by_status"`
+			}
+		}](e.do("GET", "/journeys/"+j.ID+"/instances/by-version", nil), http.StatusOK).Data
+		if len(byVersion) != 1 || byVersion[0].Version != 1 || byVersion[0].Active != 3 || byVersion[0].ByStatus["waiting"] != 3 {
+			t.Fatalf("by version %+v", byVersion)
+		}
+		e.do("GET", "/journeys/jrn_missing/instances/by-version", nil).fails(http.StatusNotFound, "journey_not_found")
+
 		// Nothing changed: v1 is still active and v2 still a draft.
 		if got := ok[journeyJSON](e.do("GET", "/journeys/"+j.ID, nil), http.StatusOK); got.ActiveVersion != 1 {
 			t.Fatalf("a dry run published: %+v", got)

@@ -206,6 +206,7 @@ func (s *Server) routes() {
 	g.GET("/journeys/:id/versions/:version/diff/:other", s.diffVersions, auth...)
 	g.POST("/journeys/:id/versions/:version/publish", s.publishVersion, auth...)
 	g.GET("/journeys/:id/instances", s.listJourneyInstances, auth...)
+	g.GET("/journeys/:id/instances/by-version", s.instancesByVersion, auth...)
 
 	// PUT names the customer by the tenant's external id, the other routes
 	// by Kalcifer id unless ?by=external_id; the parameter has one name

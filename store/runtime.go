@@ -291,12 +291,21 @@ type Instances interface {
 	// an instance running but untouched since then was left behind by a
 	// process that stopped or died.
 	Recoverable(ctx context.Context, updatedBefore time.Time, after string, limit int) ([]Instance, error)
+	// CountByVersion counts the journey's instances by version and status.
+	CountByVersion(ctx context.Context, tenantID, journeyID string) ([]VersionCount, error)
 	// CountAtNodes counts the journey version's instances that have not
 	// ended at each node where one of their tokens is.
 	CountAtNodes(ctx context.Context, tenantID, journeyID string, version int) (map[string]int, error)
 	// CountSends counts the customer's deliveries on a channel ("" for all)
 	// created at or after since, skipped ones excluded.
 	CountSends(ctx context.Context, tenantID, customerID, channel string, since time.Time) (int, error)
+}
+
+// VersionCount is how many instances of a journey version have a status.
+type VersionCount struct {
+	Version int    `json:"version"`
+	Status  string `json:"status"`
+	Count   int    `json:"count"`
 }
 
 // DeliveryCount is how many deliveries are on a channel in a status.

@@ -594,3 +594,15 @@ func (s *Store) CountAtNodes(ctx context.Context, tenantID, journeyID string, ve
 	}
 	return counts, nil
 }
+
+func (s *Store) CountByVersion(ctx context.Context, tenantID, journeyID string) ([]store.VersionCount, error) {
+	counts, err := selectAll(ctx, s, func(r scanner) (store.VersionCount, error) {
+		var c store.VersionCount
+		return c, r.Scan(&c.Version, &c.Status, &c.Count)
+	}, `SELECT version, status, COUNT(*) FROM instances WHERE tenant_id = ? AND journey_id = ? GROUP BY version, status ORDER BY version, status`,
+		tenantID, journeyID)
+	if err != nil {
+		return nil, fmt.Errorf("count instances of journey %s by version: %w", journeyID, err)
+	}
+	return counts, nil
+}

@@ -1006,4 +1006,10 @@ func testCountAtNodes(t *testing.T, s store.Store) {
 	wantEqual(t, must(s.Instances().CountAtNodes(ctx, w.tenant, w.journey, 1))(t), map[string]int{"wait": 2, "mail": 2})
 	wantEqual(t, must(s.Instances().CountAtNodes(ctx, w.tenant, w.journey, 2))(t), map[string]int{"wait": 1})
 	wantEqual(t, must(s.Instances().CountAtNodes(ctx, w.tenant, w.journey, 3))(t), map[string]int{})
+	wantEqual(t, must(s.Instances().CountByVersion(ctx, w.tenant, w.journey))(t), []store.VersionCount{
+		{Version: 1, Status: store.InstanceCompleted, Count: 1}, {Version: 1, Status: store.InstancePaused, Count: 1},
+		{Version: 1, Status: store.InstanceRunning, Count: 1}, {Version: 1, Status: store.InstanceWaiting, Count: 1},
+		{Version: 2, Status: store.InstanceWaiting, Count: 1},
+	})
+	wantEqual(t, must(s.Instances().CountByVersion(ctx, other.tenant, w.journey))(t), []store.VersionCount(nil))
 }
