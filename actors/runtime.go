@@ -97,6 +97,15 @@ type Runtime struct {
 	stopErr                    error
 }
 
+// clusterSize is how many members the cluster has; 1 until the node has
+// started (the dispatcher runs only after).
+func (r *Runtime) clusterSize() int {
+	if r.node == nil {
+		return 1
+	}
+	return r.node.Size()
+}
+
 // Start starts the node's grains and services.
 func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.Store == nil || opts.Nodes == nil {
@@ -139,7 +148,9 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	r.timers = NewTimerService(opts.Store.Instances(), r.fireTimer, opts.Now, opts.TimerPoll, opts.Logger, opts.Registerer)
 	r.router = NewRouter(opts.Store.Events(), r.routeEvent, opts.Now, 64, 30*time.Second, opts.Logger)
 	dispatcher, err := outbox.New(outbox.Options{Store: opts.Store, Accounts: opts.Accounts, Now: opts.Now, Poll: opts.DispatchPoll,
-		Logger: opts.Logger, Registerer: opts.Registerer, Workers: opts.DeliveryWorkers})
+		Logger: opts.Logger, Registerer: opts.Registerer, Workers: opts.DeliveryWorkers,
+		// Every member sends: each takes its share of an account's rate.
+		Nodes: r.clusterSize})
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +12,7 @@ import (
 // metrics are the cluster's Prometheus series. Without a registerer they are kept but not exported.
 type metrics struct {
 	reg        prometheus.Registerer
+	size       atomic.Int64 // the members of the topology applied last
 	members    prometheus.Gauge
 	topologies prometheus.Counter
 	failedAsks *prometheus.CounterVec
@@ -39,6 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) topologyApplied(members int) {
+	m.size.Store(int64(members))
 	m.members.Set(float64(members))
 	m.topologies.Inc()
 }

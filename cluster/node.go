@@ -242,6 +242,10 @@ func (n *Node) startMember() {
 // Address is the host:port other members reach this node at.
 func (n *Node) Address() string { return n.system.Address() }
 
+// Size is the number of members in the topology this node applied last,
+// itself included.
+func (n *Node) Size() int { return max(1, int(n.metrics.size.Load())) }
+
 // ID is this member's actor system id, unique per process start.
 func (n *Node) ID() string { return n.system.ID }
 

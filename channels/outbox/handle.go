@@ -102,7 +102,7 @@ func (p *pass) handle(ctx context.Context, dl store.Delivery) error {
 	if until, quiet := QuietUntil(tenant.Settings.QuietHours, dl.Channel, customer.Timezone, now); quiet {
 		return p.postpone(dl, until, CodeQuietHours, "quiet hours in the customer's time zone until "+until.Format(time.RFC3339))
 	}
-	g := d.guard(account)
+	g := d.guard(account, now)
 	token := g.limiter.ReserveN(now, 1)
 	if wait := token.DelayFrom(now); wait > 0 {
 		token.CancelAt(now)

@@ -58,6 +58,9 @@ type Options struct {
 	// Jitter returns numbers in [0, 1) that spread the retries; default
 	// math/rand.
 	Jitter func() float64
+	// Nodes says how many nodes send at once (the cluster's members): each
+	// sends its share of an account's rate and burst. Default 1.
+	Nodes func() int
 	// Lease is how long the deliveries a pass claims are its own to send,
 	// and Batch how many it claims; defaults 20 s and 32.
 	Lease time.Duration
@@ -80,11 +83,41 @@ type Dispatcher struct {
 }
 
 // guard is an account's throttle and circuit breaker, shared by every
-// journey that sends through the account on this node.
+// journey that sends through the account on this node. The throttle has
+// this node's share of the account's rate.
 type guard struct {
 	version time.Time
 	limiter *rate.Limiter
 	breaker *breaker
+	mu      sync.Mutex
+	nodes   int
+}
+
+// share sets the throttle to this node's share of the account's rate and
+// burst among nodes nodes.
+func (g *guard) share(now time.Time, a *accounts.Account, nodes int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if nodes == g.nodes {
+		return
+	}
+	g.nodes = nodes
+	limit, burst := shareOf(a, nodes)
+	g.limiter.SetLimitAt(now, limit)
+	g.limiter.SetBurstAt(now, burst)
+}
+
+// shareOf is one node's share, among nodes, of an account's rate and
+// burst (by default a second's worth).
+func shareOf(a *accounts.Account, nodes int) (rate.Limit, int) {
+	if a.Rate <= 0 {
+		return rate.Inf, 1
+	}
+	burst := a.Burst
+	if burst <= 0 {
+		burst = int(a.Rate)
+	}
+	return rate.Limit(a.Rate / float64(nodes)), max(1, burst/nodes)
 }
 
 // New returns a dispatcher.
@@ -113,6 +146,9 @@ func New(o Options) (*Dispatcher, error) {
 	o.MaxAttempts = orDefault(o.MaxAttempts, 8)
 	if o.Jitter == nil {
 		o.Jitter = rand.Float64
+	}
+	if o.Nodes == nil {
+		o.Nodes = func() int { return 1 }
 	}
 	return &Dispatcher{o: o, wake: supervisor.NewWaker(), log: o.Logger, m: newMetrics(o.Registerer)}, nil
 }
@@ -256,20 +292,22 @@ func (d *Dispatcher) release(ctx context.Context, unsent []store.Delivery) error
 }
 
 // guard returns the account's throttle and breaker, made anew when the
-// account's configuration changed.
-func (d *Dispatcher) guard(a *accounts.Account) *guard {
+// account's configuration changed, with this node's share of the rate.
+func (d *Dispatcher) guard(a *accounts.Account, now time.Time) *guard {
+	nodes := max(1, d.o.Nodes())
+	g := d.guardOf(a, nodes)
+	g.share(now, a, nodes)
+	return g
+}
+
+func (d *Dispatcher) guardOf(a *accounts.Account, nodes int) *guard {
 	old, ok := d.guards.Load(a.ID)
 	if ok && old.(*guard).version.Equal(a.Version) {
 		return old.(*guard)
 	}
-	limit, burst := rate.Inf, max(a.Burst, 1)
-	if a.Rate > 0 {
-		limit = rate.Limit(a.Rate)
-		if a.Burst <= 0 {
-			burst = max(1, int(a.Rate))
-		}
-	}
-	g := &guard{version: a.Version, limiter: rate.NewLimiter(limit, burst), breaker: newBreaker(5, 30*time.Second, 10*time.Minute)}
+	limit, burst := shareOf(a, nodes)
+	g := &guard{version: a.Version, limiter: rate.NewLimiter(limit, burst), nodes: nodes,
+		breaker: newBreaker(5, 30*time.Second, 10*time.Minute)}
 	// Two workers may get here at once: one guard wins and both use it.
 	if !ok {
 		if won, loaded := d.guards.LoadOrStore(a.ID, g); loaded {

@@ -391,3 +391,50 @@ func TestDispatchersShareAnOutbox(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottleShare: in a cluster each node sends its share of an
+// account's rate, and follows the cluster as it grows.
+func TestThrottleShare(t *testing.T) {
+	r := newRig(t, false)
+	r.account(store.ProviderConfig{Name: "shared", Kind: "fake", DefaultFor: []string{"sms"}, Rate: 4, Burst: 4})
+	for range 40 {
+		r.commit(`{"body": "b"}`, "sms")
+	}
+	nodes := 2
+	d := r.dispatcher(func(o *Options) { o.Nodes = func() int { return nodes } })
+	sent := func() int {
+		r.fake.mu.Lock()
+		defer r.fake.mu.Unlock()
+		return len(r.fake.times)
+	}
+	r.drain(d)
+	if n := sent(); n != 2 {
+		t.Fatalf("%d sent at once, want half the burst of 4", n)
+	}
+	r.clock.Advance(10 * time.Second)
+	r.drain(d)
+	if n := sent(); n != 4 {
+		t.Fatalf("%d sent after 10 s, want 2 more (the bucket holds 2)", n)
+	}
+	for range 10 {
+		r.clock.Advance(time.Second)
+		r.drain(d)
+	}
+	if n := sent(); n != 24 {
+		t.Fatalf("%d sent, want 20 more in 10 s at 2/s", n)
+	}
+	// Alone again: 4/s, after the first second (whose tokens came at 2/s).
+	nodes = 1
+	r.clock.Advance(time.Second)
+	r.drain(d)
+	if n := sent(); n != 26 {
+		t.Fatalf("%d sent, want 2 more", n)
+	}
+	for range 4 {
+		r.clock.Advance(time.Second)
+		r.drain(d)
+	}
+	if n := sent(); n != 40 {
+		t.Fatalf("%d sent, want the last 14 in 4 s at 4/s", n)
+	}
+}
