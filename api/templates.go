@@ -194,16 +194,16 @@ func pointerEscape(key string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
 }
 
-// checkTemplate answers 422 invalid_template with every problem of content.
-func (s *Server) checkTemplate(channel string, content compose.Content) error {
-	problems := s.checkContent(channel, content)
-	if len(problems) == 0 {
-		return nil
+// checkedContent is content as stored, once it passed every check; a
+// content with problems answers 422 invalid_template with all of them.
+func (s *Server) checkedContent(channel string, f *contentField) (json.RawMessage, error) {
+	if problems := s.checkContent(channel, f.content); len(problems) > 0 {
+		e := apiError(http.StatusUnprocessableEntity, "invalid_template",
+			fmt.Sprintf("the template has %d problem(s)", len(problems)))
+		e.Details = map[string]any{"problems": problems}
+		return nil, e
 	}
-	e := apiError(http.StatusUnprocessableEntity, "invalid_template",
-		fmt.Sprintf("the template has %d problem(s)", len(problems)))
-	e.Details = map[string]any{"problems": problems}
-	return e
+	return f.encoded()
 }
 
 // checkChannel checks a required channel of a template.
@@ -261,10 +261,7 @@ func (s *Server) createTemplate(c echo.Context) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if err := s.checkTemplate(*req.Channel, req.parsed.content); err != nil {
-		return err
-	}
-	content, err := req.parsed.encoded()
+	content, err := s.checkedContent(*req.Channel, &req.parsed)
 	if err != nil {
 		return err
 	}
@@ -326,10 +323,7 @@ func (s *Server) updateTemplate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.checkTemplate(latest.Channel, req.parsed.content); err != nil {
-		return err
-	}
-	content, err := req.parsed.encoded()
+	content, err := s.checkedContent(latest.Channel, &req.parsed)
 	if err != nil {
 		return err
 	}
@@ -538,10 +532,7 @@ func (s *Server) previewContent(c echo.Context) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if err := s.checkTemplate(*req.Channel, req.parsed.content); err != nil {
-		return err
-	}
-	content, err := req.parsed.encoded()
+	content, err := s.checkedContent(*req.Channel, &req.parsed)
 	if err != nil {
 		return err
 	}
