@@ -20,6 +20,11 @@ const (
 	Webhook  = "webhook"
 )
 
+// DeliveryIDKey is the name under which messages carry their delivery's
+// id wherever a provider keeps custom data (custom args, tags, metadata,
+// push data, callback queries) and echoes it back in status callbacks.
+const DeliveryIDKey = "kalcifer_delivery_id"
+
 // Message is one delivery rendered for its recipient: the fields of its
 // channel are set and the others are nil.
 type Message struct {

@@ -30,7 +30,7 @@ const (
 	// minutes (TooManyProviderTokenUpdates).
 	tokenLifetime = 50 * time.Minute
 	// DeliveryIDKey is the payload key carrying the delivery id.
-	DeliveryIDKey = "kalcifer_delivery_id"
+	DeliveryIDKey = channels.DeliveryIDKey
 )
 
 // Kind is the APNs provider. apns-id only names a notification (APNs does

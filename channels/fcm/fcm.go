@@ -27,7 +27,7 @@ const (
 	jwtBearer       = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 	// DeliveryIDKey is the data key carrying the delivery id, so the app
 	// (and anything it reports back) can name the delivery.
-	DeliveryIDKey = "kalcifer_delivery_id"
+	DeliveryIDKey = channels.DeliveryIDKey
 )
 
 // Kind is the FCM provider. FCM has no idempotency key (a collapse key

@@ -50,7 +50,7 @@ type Config struct {
 
 // MetadataKey is the metadata field that carries the delivery id; Postmark
 // echoes a message's metadata in its webhooks.
-const MetadataKey = "kalcifer_delivery_id"
+const MetadataKey = channels.DeliveryIDKey
 
 const defaultBaseURL = "https://api.postmarkapp.com"
 

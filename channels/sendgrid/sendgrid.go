@@ -52,7 +52,7 @@ type Config struct {
 
 // DeliveryArg is the custom argument that carries the delivery id; SendGrid
 // echoes custom arguments in every event of the message.
-const DeliveryArg = "kalcifer_delivery_id"
+const DeliveryArg = channels.DeliveryIDKey
 
 const defaultBaseURL = "https://api.sendgrid.com"
 

@@ -50,7 +50,7 @@ type Config struct {
 
 // DeliveryTag is the message tag carrying the delivery id; SES echoes tags
 // back in the events it publishes.
-const DeliveryTag = "kalcifer_delivery_id"
+const DeliveryTag = channels.DeliveryIDKey
 
 // The region becomes part of a host name, so it is held to what AWS region
 // names look like.

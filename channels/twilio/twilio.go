@@ -52,7 +52,7 @@ type Config struct {
 
 // DeliveryParam is the query parameter of the status callback URL that
 // carries the delivery id; Twilio calls the URL exactly as it was given.
-const DeliveryParam = "kalcifer_delivery_id"
+const DeliveryParam = channels.DeliveryIDKey
 
 func loadConfig(raw json.RawMessage) (Config, error) {
 	var c Config
