@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -254,23 +255,31 @@ func (m *Manager) Config(p store.ProviderConfig) (json.RawMessage, error) {
 			return nil, fmt.Errorf("settings of account %s: %w", p.Name, err)
 		}
 	}
-	if len(p.Secrets) > 0 {
-		if m.box == nil {
-			return nil, fmt.Errorf("credentials of account %s: %w", p.Name, ErrNoSecretKey)
-		}
-		plain, err := m.box.Open(p.Secrets, p.TenantID)
-		if err != nil {
-			return nil, fmt.Errorf("credentials of account %s: %w", p.Name, err)
-		}
-		var creds map[string]json.RawMessage
-		if err := json.Unmarshal(plain, &creds); err != nil {
-			return nil, fmt.Errorf("credentials of account %s: %w", p.Name, err)
-		}
-		for k, v := range creds {
-			fields[k] = v
-		}
+	creds, err := m.credentials(p)
+	if err != nil {
+		return nil, err
 	}
+	maps.Copy(fields, creds)
 	return json.Marshal(fields)
+}
+
+// credentials opens an account's sealed credential fields.
+func (m *Manager) credentials(p store.ProviderConfig) (map[string]json.RawMessage, error) {
+	creds := map[string]json.RawMessage{}
+	if len(p.Secrets) == 0 {
+		return creds, nil
+	}
+	if m.box == nil {
+		return nil, fmt.Errorf("credentials of account %s: %w", p.Name, ErrNoSecretKey)
+	}
+	plain, err := m.box.Open(p.Secrets, p.TenantID)
+	if err == nil {
+		err = json.Unmarshal(plain, &creds)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("credentials of account %s: %w", p.Name, err)
+	}
+	return creds, nil
 }
 
 // Input is an account as the API receives it: Config holds every field,
@@ -303,13 +312,9 @@ func (m *Manager) Prepare(tenantID string, in Input, prev *store.ProviderConfig,
 		return store.ProviderConfig{}, &InvalidError{errors.New("rate and burst must not be negative")}
 	}
 	settings, creds := map[string]json.RawMessage{}, map[string]json.RawMessage{}
-	if prev != nil && len(prev.Secrets) > 0 {
-		whole, err := m.Config(*prev)
+	if prev != nil {
+		old, err := m.credentials(*prev)
 		if err != nil {
-			return store.ProviderConfig{}, err
-		}
-		var old map[string]json.RawMessage
-		if err := json.Unmarshal(whole, &old); err != nil {
 			return store.ProviderConfig{}, err
 		}
 		for _, name := range k.Secrets {
@@ -325,12 +330,8 @@ func (m *Manager) Prepare(tenantID string, in Input, prev *store.ProviderConfig,
 			settings[name] = v
 		}
 	}
-	whole := map[string]json.RawMessage{}
-	for _, part := range []map[string]json.RawMessage{settings, creds} {
-		for name, v := range part {
-			whole[name] = v
-		}
-	}
+	whole := maps.Clone(settings)
+	maps.Copy(whole, creds)
 	config, err := json.Marshal(whole)
 	if err != nil {
 		return store.ProviderConfig{}, err
@@ -363,21 +364,9 @@ func (m *Manager) Prepare(tenantID string, in Input, prev *store.ProviderConfig,
 
 // SecretsSet lists which credential fields p has, never their values.
 func (m *Manager) SecretsSet(p store.ProviderConfig) []string {
-	set := []string{}
-	if len(p.Secrets) == 0 || m.box == nil {
-		return set
+	creds, err := m.credentials(p)
+	if err != nil || len(creds) == 0 {
+		return []string{}
 	}
-	plain, err := m.box.Open(p.Secrets, p.TenantID)
-	if err != nil {
-		return set
-	}
-	var creds map[string]json.RawMessage
-	if json.Unmarshal(plain, &creds) != nil {
-		return set
-	}
-	for name := range creds {
-		set = append(set, name)
-	}
-	sort.Strings(set)
-	return set
+	return slices.Sorted(maps.Keys(creds))
 }
