@@ -97,6 +97,14 @@ func (in *Intake) Receive(ctx context.Context, tenantID, providerID string, r *h
 	if err != nil {
 		return res, err
 	}
+	if len(statuses) == 0 {
+		return res, nil
+	}
+	// One tenant per callback: its statuses' events share it.
+	tenant, err := in.Store.Tenants().GetTenant(ctx, tenantID)
+	if err != nil {
+		return res, err
+	}
 	now := in.Now()
 	for _, s := range statuses {
 		ev := store.DeliveryEvent{TenantID: tenantID, DeliveryID: s.DeliveryID, Provider: p.ID, MessageID: s.MessageID,
@@ -122,7 +130,7 @@ func (in *Intake) Receive(ctx context.Context, tenantID, providerID string, r *h
 		// A repeated status is emitted again too: the provider repeats a
 		// callback that failed, perhaps after it was recorded but before
 		// its event was, and the event's id keeps it from counting twice.
-		if err := in.emit(ctx, d, ev); err != nil {
+		if err := in.emit(ctx, tenant, d, ev); err != nil {
 			return res, err
 		}
 	}
@@ -132,11 +140,7 @@ func (in *Intake) Receive(ctx context.Context, tenantID, providerID string, r *h
 // emit makes a status the customer's event. Its id is the delivery and
 // the status type, so one delivery opened five times is one email_opened
 // and a callback repeated after a crash emits nothing new.
-func (in *Intake) emit(ctx context.Context, d store.Delivery, ev store.DeliveryEvent) error {
-	tenant, err := in.Store.Tenants().GetTenant(ctx, d.TenantID)
-	if err != nil {
-		return err
-	}
+func (in *Intake) emit(ctx context.Context, tenant store.Tenant, d store.Delivery, ev store.DeliveryEvent) error {
 	c, err := in.Store.Customers().GetCustomer(ctx, d.TenantID, d.CustomerID)
 	if err != nil {
 		return err
