@@ -70,7 +70,7 @@ func (p *pass) handle(ctx context.Context, dl store.Delivery) error {
 	if !dl.AttemptStarted.IsZero() && (dl.DeliveredAt != nil || dl.OpenedAt != nil || dl.ClickedAt != nil) {
 		// The provider reported the message since: it took it.
 		dl.Status, dl.SentAt, dl.AttemptStarted = store.DeliverySent, &now, time.Time{}
-		return p.save(dl, dl.Provider)
+		return p.save(dl)
 	}
 	if !dl.AttemptStarted.IsZero() && !account.Kind.Idempotent {
 		// An earlier attempt began and was never recorded: the process
@@ -153,7 +153,7 @@ func (p *pass) send(dl store.Delivery, account *accounts.Account, g *guard, msg 
 		g.breaker.done(now, probe, false)
 		dl.Status, dl.ProviderMessageID, dl.SentAt, dl.Error, dl.ErrorCode = store.DeliverySent, id, &now, "", ""
 		d.m.latency.WithLabelValues(dl.Channel).Observe(now.Sub(dl.CreatedAt).Seconds())
-		return p.save(dl, account.Kind.Name)
+		return p.save(dl)
 	}
 	e := channels.Classify(err)
 	if expired {
@@ -178,17 +178,17 @@ func (p *pass) send(dl store.Delivery, account *accounts.Account, g *guard, msg 
 // finish records a final decision.
 func (p *pass) finish(dl store.Delivery, status, code, reason string) error {
 	dl.Status, dl.ErrorCode, dl.Error, dl.AttemptStarted = status, code, reason, time.Time{}
-	return p.save(dl, dl.Provider)
+	return p.save(dl)
 }
 
 // postpone keeps the delivery pending and unclaimed until at.
 func (p *pass) postpone(dl store.Delivery, at time.Time, code, reason string) error {
 	dl.ClaimUntil, dl.ErrorCode, dl.Error = at, code, reason
 	p.d.m.deferred.WithLabelValues(code).Inc()
-	return p.save(dl, dl.Provider)
+	return p.save(dl)
 }
 
-func (p *pass) save(dl store.Delivery, provider string) error {
+func (p *pass) save(dl store.Delivery) error {
 	dl.UpdatedAt = p.d.o.Now()
 	err := p.d.o.Store.Deliveries().UpdateDelivery(p.record, dl)
 	if errors.Is(err, store.ErrNotFound) {
@@ -201,7 +201,7 @@ func (p *pass) save(dl store.Delivery, provider string) error {
 		return fmt.Errorf("record delivery %s: %w", dl.ID, err)
 	}
 	if dl.Status != store.DeliveryPending {
-		p.d.m.deliveries.WithLabelValues(dl.Channel, provider, dl.Status).Inc()
+		p.d.m.deliveries.WithLabelValues(dl.Channel, dl.Provider, dl.Status).Inc()
 	}
 	return nil
 }
