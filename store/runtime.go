@@ -21,9 +21,10 @@ var (
 
 // Instance statuses; completed, failed and exited are terminal.
 const (
-	InstanceRunning   = "running"
-	InstanceWaiting   = "waiting"
-	InstancePaused    = "paused"
+	InstanceRunning = "running"
+	InstanceWaiting = "waiting"
+	InstancePaused  = "paused"
+	// InstanceHeld (store/migrations.go) is not terminal either.
 	InstanceCompleted = "completed"
 	InstanceFailed    = "failed"
 	InstanceExited    = "exited"
@@ -296,6 +297,10 @@ type Instances interface {
 	// CountAtNodes counts the journey version's instances that have not
 	// ended at each node where one of their tokens is.
 	CountAtNodes(ctx context.Context, tenantID, journeyID string, version int) (map[string]int, error)
+	// ActiveKeys returns the journey version's instances that have not
+	// ended (held and paused ones included), in id order after the id
+	// after, at most limit: the instances a migration moves.
+	ActiveKeys(ctx context.Context, tenantID, journeyID string, version int, after string, limit int) ([]InstanceKey, error)
 	// CountSends counts the customer's deliveries on a channel ("" for all)
 	// created at or after since, skipped ones excluded.
 	CountSends(ctx context.Context, tenantID, customerID, channel string, since time.Time) (int, error)

@@ -35,6 +35,7 @@ type Store interface {
 	Deliveries() Deliveries
 	Providers() Providers
 	Templates() Templates
+	Migrations() Migrations
 	// Migrate applies every embedded migration not yet applied, in order.
 	Migrate(ctx context.Context) error
 	// Ping reports whether the database answers.
@@ -187,6 +188,9 @@ type Journeys interface {
 	UpdateDraft(ctx context.Context, tenantID, journeyID string, number int, graph []byte, at time.Time) (Version, error)
 	// PublishVersion marks a draft published and, in the same transaction,
 	// makes it the journey's active version with status active. Publishing
-	// an archived journey is ErrConflict; an already published version is ErrNotDraft.
+	// an archived journey is ErrConflict; an already published version is
+	// ErrNotDraft; while the journey has an unfinished migration,
+	// ErrMigrationInProgress. The API publishes through StartMigration,
+	// which also records who published and how.
 	PublishVersion(ctx context.Context, tenantID, journeyID string, number int, at time.Time) (Journey, Version, error)
 }

@@ -45,13 +45,40 @@ func Open(ctx context.Context, path string) (store.Store, error) {
 		_ = reads.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return sqlstore.NewReadWrite(writes, reads, sqlstore.Dialect{
+	return sqlstore.NewReadWrite(writes, reads, dialect(sub)), nil
+}
+
+// dialect is SQLite's, with the migrations in fsys.
+func dialect(fsys fs.FS) sqlstore.Dialect {
+	return sqlstore.Dialect{
 		Name:                  "sqlite",
 		JSONArrayElements:     "json_each",
+		AfterMigration:        bumpSchemaVersion,
 		IsUniqueViolation:     hasCode(sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY),
 		IsForeignKeyViolation: hasCode(sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY),
-		Migrations:            sub,
-	}), nil
+		Migrations:            fsys,
+	}
+}
+
+// bumpSchemaVersion increments the schema version, in the transaction of
+// the migration just applied. A migration that edits sqlite_schema itself
+// (writable_schema: 0007 widens the CHECK on instances.status) leaves the
+// version as it was, so every connection, the migrating one included,
+// keeps the schema it parsed before and its old constraints; even a later
+// CREATE or DROP in the same transaction does not make the migrating
+// connection parse it again. Setting the version, which SQLite documents
+// as the last step of such an edit, does. After any other migration it
+// only makes the connections parse a schema that changed anyway.
+func bumpSchemaVersion(ctx context.Context, tx *sql.Tx) error {
+	var v int64
+	if err := tx.QueryRowContext(ctx, `PRAGMA schema_version`).Scan(&v); err != nil {
+		return fmt.Errorf("read schema_version: %w", err)
+	}
+	// A PRAGMA takes no parameters.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA schema_version = %d`, v+1)); err != nil {
+		return fmt.Errorf("set schema_version: %w", err)
+	}
+	return nil
 }
 
 // openPool opens a pool of at most conns connections to the file, each

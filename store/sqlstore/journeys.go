@@ -199,17 +199,15 @@ func (s *Store) UpdateDraft(ctx context.Context, tenantID, journeyID string, num
 	return v, nil
 }
 
+// PublishVersion shares StartMigration's checks (lockToActivate) and its
+// publishing (activate).
 func (s *Store) PublishVersion(ctx context.Context, tenantID, journeyID string, number int, at time.Time) (store.Journey, store.Version, error) {
-	us := stamp(at).UnixMicro()
 	var j store.Journey
 	var v store.Version
 	err := s.inTx(ctx, func(tx txn) error {
 		var err error
-		if j, err = s.selectJourney(ctx, tx, tenantID, journeyID, true); err != nil {
+		if j, err = s.lockToActivate(ctx, tx, tenantID, journeyID); err != nil {
 			return err
-		}
-		if j.Status == store.JourneyArchived {
-			return fmt.Errorf("%w: journey is archived", store.ErrConflict)
 		}
 		if v, err = s.selectVersion(ctx, tx, tenantID, journeyID, number); err != nil {
 			return err
@@ -217,15 +215,7 @@ func (s *Store) PublishVersion(ctx context.Context, tenantID, journeyID string, 
 		if v.Status != store.VersionDraft {
 			return store.ErrNotDraft
 		}
-		v, err = scanVersion(s.queryRow(ctx, tx, `UPDATE journey_versions SET status = ?, published_at = ?, updated_at = ?
-			WHERE tenant_id = ? AND journey_id = ? AND number = ? RETURNING `+versionCols,
-			store.VersionPublished, us, us, tenantID, journeyID, number))
-		if err != nil {
-			return err
-		}
-		j, err = scanJourney(s.queryRow(ctx, tx, `UPDATE journeys SET status = ?, active_version = ?, updated_at = ?
-			WHERE tenant_id = ? AND id = ? RETURNING `+journeyCols,
-			store.JourneyActive, number, us, tenantID, journeyID))
+		j, v, err = s.activate(ctx, tx, j, v, stamp(at))
 		return err
 	})
 	if err != nil {

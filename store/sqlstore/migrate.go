@@ -99,6 +99,11 @@ func (s *Store) apply(ctx context.Context, tx txn, m migration) error {
 	if _, err := tx.Tx.ExecContext(ctx, m.sql); err != nil {
 		return err
 	}
+	if s.d.AfterMigration != nil {
+		if err := s.d.AfterMigration(ctx, tx.Tx); err != nil {
+			return fmt.Errorf("after migration: %w", err)
+		}
+	}
 	_, err = s.exec(ctx, tx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 		m.version, m.name, time.Now().UnixMicro())
 	return err

@@ -41,6 +41,11 @@ type Dialect struct {
 	// MigrationLock, if set, runs first in every migration transaction so
 	// that processes migrating at the same time apply each file once.
 	MigrationLock string
+	// AfterMigration, if set, runs in each migration's transaction right
+	// after its file: SQLite increments its schema version there, as a
+	// migration that edits the schema text leaves the connections that
+	// read the schema before, the migrating one included, with the old one.
+	AfterMigration func(ctx context.Context, tx *sql.Tx) error
 	// IsUniqueViolation and IsForeignKeyViolation classify driver errors.
 	IsUniqueViolation     func(error) bool
 	IsForeignKeyViolation func(error) bool
@@ -86,6 +91,7 @@ func (s *Store) Instances() store.Instances   { return s }
 func (s *Store) Deliveries() store.Deliveries { return s }
 func (s *Store) Providers() store.Providers   { return s }
 func (s *Store) Templates() store.Templates   { return s }
+func (s *Store) Migrations() store.Migrations { return s }
 func (s *Store) Driver() string               { return s.d.Name }
 
 // Close closes the prepared statements, then the database handles.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -67,7 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentCreateVersion", testConcurrentCreateVersion},
 		{"ConcurrentStatusCAS", testConcurrentStatusCAS},
 	}
-	for _, tt := range append(tests, runtimeTests...) {
+	for _, tt := range slices.Concat(tests, runtimeTests, migrationTests) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tt.fn(t, open(t))
