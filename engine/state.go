@@ -12,9 +12,13 @@ import (
 // Instance statuses. They match the store's spelling, but the engine does
 // not import the store: it decides states, the store only keeps them.
 const (
-	StatusRunning   = "running"
-	StatusWaiting   = "waiting"
-	StatusPaused    = "paused"
+	StatusRunning = "running"
+	StatusWaiting = "waiting"
+	StatusPaused  = "paused"
+	// StatusHeld is an instance a migration holds: a node it was at is
+	// gone and the removed-node policy was hold. Like a paused one it runs
+	// nothing, until it is released to a node of its version.
+	StatusHeld      = "held"
 	StatusCompleted = "completed"
 	StatusFailed    = "failed"
 	StatusExited    = "exited"
@@ -55,6 +59,8 @@ type State struct {
 	// SeenEvents holds the ids of the last events applied, so that a
 	// redelivered event is a no-op.
 	SeenEvents []string `json:"seen_events,omitempty"`
+	// Migration is the last migration applied to the instance.
+	Migration string `json:"migration,omitempty"`
 	// PausedStatus is the status a paused instance returns to on resume.
 	PausedStatus string    `json:"paused_status,omitempty"`
 	Error        string    `json:"error,omitempty"`
@@ -69,6 +75,9 @@ type Token struct {
 	ID     string      `json:"id"`
 	NodeID string      `json:"node_id"`
 	Wait   *nodes.Wait `json:"wait,omitempty"`
+	// Held marks a token a migration holds at NodeID, a node its version
+	// no longer has.
+	Held bool `json:"held,omitempty"`
 }
 
 // NewState is an instance before its Start trigger.
@@ -115,6 +124,11 @@ const (
 	TriggerPause  TriggerKind = "pause"
 	TriggerResume TriggerKind = "resume"
 	TriggerCancel TriggerKind = "cancel"
+	// TriggerMigrate moves the instance to another version of its journey
+	// (Trigger.Migration); Env.Plan is that version's.
+	TriggerMigrate TriggerKind = "migrate"
+	// TriggerRelease sends a held instance's held tokens to Trigger.NodeID.
+	TriggerRelease TriggerKind = "release"
 )
 
 // Trigger is one input to an instance.
@@ -128,6 +142,10 @@ type Trigger struct {
 	Reason string
 	// Data is a manual trigger's payload, kept as context.trigger.
 	Data map[string]any
+	// Migration is what a Migrate trigger applies.
+	Migration *Migration
+	// NodeID is where a Release trigger sends held tokens.
+	NodeID string
 }
 
 // Env is the outside world a step may read.
@@ -187,6 +205,8 @@ const (
 	OutcomeFailed    = "failed"
 	OutcomeResumed   = "resumed"
 	OutcomeSkipped   = "skipped"
+	OutcomeMigrated  = "migrated"
+	OutcomeReleased  = "released"
 )
 
 // Delivery is a message to dispatch after the commit. Key is its

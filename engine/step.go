@@ -73,6 +73,10 @@ func (r *run) apply(t Trigger) bool {
 			return false
 		}
 		r.s.Status, r.s.PausedStatus = r.s.PausedStatus, ""
+	case TriggerMigrate:
+		return r.migrate(t.Migration)
+	case TriggerRelease:
+		return r.release(t.NodeID)
 	case TriggerCancel:
 		reason := "cancelled"
 		if t.Reason != "" {
@@ -125,7 +129,7 @@ func eventContext(e *nodes.Event) map[string]any {
 // timer fires a token's timer if it is still waiting on one that is due: a
 // timer whose wait was already resolved by an event finds nothing to do.
 func (r *run) timer(tokenID string) bool {
-	if r.s.Status == StatusPaused {
+	if r.halted() {
 		return false
 	}
 	i := slices.IndexFunc(r.s.Tokens, func(t Token) bool { return t.ID == tokenID })
@@ -152,7 +156,7 @@ func (r *run) onEvent(e *nodes.Event) bool {
 		r.end(StatusExited, "exit criteria: "+e.Type)
 		return true
 	}
-	if r.s.Status == StatusPaused {
+	if r.halted() {
 		return false
 	}
 	var matched []string
@@ -189,10 +193,13 @@ func (r *run) markSeen(id string) {
 	}
 }
 
+// halted says the instance runs nothing for now: it is paused or held.
+func (r *run) halted() bool { return r.s.Status == StatusPaused || r.s.Status == StatusHeld }
+
 // drive runs ready tokens until none is left, the instance is over or
 // paused, or MaxSteps nodes ran (the status then stays running).
 func (r *run) drive() {
-	for r.s.Status != StatusPaused && !Terminal(r.s.Status) && r.executed < r.maxSteps {
+	for !r.halted() && !Terminal(r.s.Status) && r.executed < r.maxSteps {
 		i := r.nextReady()
 		if i < 0 {
 			return
@@ -207,7 +214,7 @@ func (r *run) drive() {
 func (r *run) nextReady() int {
 	best, bestRank := -1, 0
 	for i, t := range r.s.Tokens {
-		if t.Wait != nil {
+		if t.Wait != nil || t.Held {
 			continue
 		}
 		rank := -1
@@ -355,15 +362,7 @@ func (r *run) move(i int, targets []string) {
 	for _, t := range targets[1:] {
 		r.s.Tokens = append(r.s.Tokens, Token{ID: r.newTokenID(), NodeID: t})
 	}
-	ready := map[string]bool{}
-	r.s.Tokens = slices.DeleteFunc(r.s.Tokens, func(t Token) bool {
-		if t.Wait != nil {
-			return false
-		}
-		merged := ready[t.NodeID]
-		ready[t.NodeID] = true
-		return merged
-	})
+	r.s.Tokens = mergeReady(r.s.Tokens)
 }
 
 func (r *run) newTokenID() string {
@@ -446,9 +445,9 @@ func (r *run) finish() {
 	if Terminal(r.s.Status) {
 		return
 	}
-	if r.s.Status == StatusPaused {
-		// A paused instance sets no timers and resumes no waits, but its
-		// journey's exit criteria still end it, so it keeps listening.
+	if r.halted() {
+		// A paused or held instance sets no timers and resumes no waits,
+		// but its journey's exit criteria still end it, so it keeps listening.
 		if ec := r.plan.graph.ExitCriteria; ec != nil {
 			r.fx.Waits = []string{ec.EventType}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"slices"
 )
 
@@ -70,6 +71,9 @@ type WaitChange struct {
 	Retimed bool `json:"retimed,omitempty"`
 	// Rescheduled says a wait_until's time changed: it is computed again.
 	Rescheduled bool `json:"rescheduled,omitempty"`
+	// Refiltered says a wait_for_event's filter or match changed: waiting
+	// customers respond to the events the new one accepts.
+	Refiltered bool `json:"refiltered,omitempty"`
 }
 
 // MigrationPlan is a Placement for every node of the old version.
@@ -239,6 +243,8 @@ func waitChange(old, next Node) *WaitChange {
 		Days      json.RawMessage `json:"days_of_week"`
 		Timezone  string          `json:"timezone"`
 		EventType string          `json:"event_type"`
+		Filter    json.RawMessage `json:"filter"`
+		Match     json.RawMessage `json:"match"`
 	}
 	_ = json.Unmarshal(old.Config, &a)
 	_ = json.Unmarshal(next.Config, &b)
@@ -249,6 +255,7 @@ func waitChange(old, next Node) *WaitChange {
 	if a.EventType != b.EventType {
 		c.EventType = b.EventType
 	}
+	c.Refiltered = !sameJSON(a.Filter, b.Filter) || !sameJSON(a.Match, b.Match)
 	if *c == (WaitChange{}) {
 		return nil
 	}
@@ -262,4 +269,13 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// InRollout says whether a gradual migration at percent moves the instance
+// with this id. It hashes the id, so the choice is the same on every node
+// and every pass, and raising the percentage keeps everyone already moved.
+func InRollout(instanceID string, percent int) bool {
+	h := fnv.New64a()
+	h.Write([]byte(instanceID))
+	return int(h.Sum64()%100) < percent
 }

@@ -32,7 +32,7 @@ func TestPlanMigration(t *testing.T) {
 		node("wait", "wait_for_event", `{"event_type": "opened", "timeout": "3d"}`), node("pause", "wait", `{"duration": "1d"}`),
 		node("sms", "send_sms", ""), node("done", "journey_exit", ""))
 	to := chainGraph(node("in", "event_entry", ""), node("mail", "send_email", ""), node("new", "send_push", ""),
-		node("wait", "wait_for_event", `{"event_type": "clicked", "timeout": "5d"}`), node("pause", "wait", `{"duration": "2d"}`),
+		node("wait", "wait_for_event", `{"event_type": "clicked", "timeout": "5d", "filter": {"plan": "pro"}}`), node("pause", "wait", `{"duration": "2d"}`),
 		node("done", "journey_exit", ""))
 
 	plan, problems := PlanMigration(from, to, MigrationOptions{Removed: RemovedSkipToNext}, nil)
@@ -42,7 +42,7 @@ func TestPlanMigration(t *testing.T) {
 	want := map[string]Placement{
 		"in":    {From: "in", Action: ActionStay, To: "in"},
 		"mail":  {From: "mail", Action: ActionStay, To: "mail"},
-		"wait":  {From: "wait", Action: ActionStay, To: "wait", Wait: &WaitChange{EventType: "clicked", Retimed: true}},
+		"wait":  {From: "wait", Action: ActionStay, To: "wait", Wait: &WaitChange{EventType: "clicked", Retimed: true, Refiltered: true}},
 		"pause": {From: "pause", Action: ActionStay, To: "pause", Wait: &WaitChange{Retimed: true}},
 		"sms":   {From: "sms", Action: ActionSkip, To: "done"},
 		"done":  {From: "done", Action: ActionStay, To: "done"},
