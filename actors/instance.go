@@ -41,6 +41,8 @@ var triggerKinds = map[actorpb.InstanceTrigger_Kind]engine.TriggerKind{
 	actorpb.InstanceTrigger_KIND_PAUSE:    engine.TriggerPause,
 	actorpb.InstanceTrigger_KIND_RESUME:   engine.TriggerResume,
 	actorpb.InstanceTrigger_KIND_CANCEL:   engine.TriggerCancel,
+	actorpb.InstanceTrigger_KIND_MIGRATE:  engine.TriggerMigrate,
+	actorpb.InstanceTrigger_KIND_RELEASE:  engine.TriggerRelease,
 }
 
 func (g *instanceGrain) Receive(ctx Context, msg proto.Message) (proto.Message, error) {
@@ -52,7 +54,7 @@ func (g *instanceGrain) Receive(ctx Context, msg proto.Message) (proto.Message, 
 	if !ok {
 		return nil, &cluster.GrainError{Code: "invalid_trigger", Message: m.GetKind().String()}
 	}
-	t := engine.Trigger{Kind: kind, TokenID: m.GetTokenId(), EntryNodeID: m.GetEntryNodeId(), Reason: m.GetReason()}
+	t := engine.Trigger{Kind: kind, TokenID: m.GetTokenId(), EntryNodeID: m.GetEntryNodeId(), Reason: m.GetReason(), NodeID: m.GetNodeId()}
 	if err := unmarshalOptional(m.GetEventJson(), &t.Event); err != nil {
 		return nil, &cluster.GrainError{Code: "invalid_event", Message: err.Error()}
 	}
@@ -64,8 +66,14 @@ func (g *instanceGrain) Receive(ctx Context, msg proto.Message) (proto.Message, 
 	if kind == engine.TriggerStart {
 		return g.start(ctx, m, t)
 	}
+	if kind == engine.TriggerMigrate {
+		return g.migrate(ctx, m, t)
+	}
 	if err := g.load(ctx); err != nil {
 		return nil, err
+	}
+	if kind == engine.TriggerRelease {
+		return g.release(ctx, t)
 	}
 	if kind == engine.TriggerTimer {
 		earlier, err := g.eventBeforeTimeout(ctx, t.TokenID)
@@ -114,6 +122,50 @@ func (g *instanceGrain) eventBeforeTimeout(ctx Context, tokenID string) (*nodes.
 		earliest = &ne
 	}
 	return earliest, nil
+}
+
+// migrate moves the instance to the migration's version, state, timers
+// and waits in one commit. A grain activated only for this passivates
+// after it, so that migrating a journey's waiting customers does not keep
+// them all in memory.
+func (g *instanceGrain) migrate(ctx Context, m *actorpb.InstanceTrigger, t engine.Trigger) (proto.Message, error) {
+	active := g.loaded
+	if err := g.load(ctx); err != nil {
+		return nil, err
+	}
+	if !active {
+		defer ctx.Stop()
+	}
+	if g.state.Version != int(m.GetFromVersion()) {
+		return g.reply(false), nil
+	}
+	to, err := g.rt.plans.get(ctx, g.tenantID, g.state.JourneyID, int(m.GetToVersion()))
+	if err != nil {
+		return nil, err
+	}
+	mig := &engine.Migration{ID: m.GetMigrationId(), FromVersion: int(m.GetFromVersion()), ToVersion: int(m.GetToVersion())}
+	if err := json.Unmarshal(m.GetPlanJson(), &mig.Plan); err != nil {
+		return nil, &cluster.GrainError{Code: "invalid_plan", Message: err.Error()}
+	}
+	t.Migration = mig
+	from := g.plan
+	g.plan = to
+	reply, err := g.step(ctx, t, false)
+	if err == nil && !reply.(*actorpb.InstanceReply).GetChanged() {
+		g.plan = from
+	}
+	return reply, err
+}
+
+// release sends a held instance's held tokens to a node of its version.
+func (g *instanceGrain) release(ctx Context, t engine.Trigger) (proto.Message, error) {
+	if g.state.Status != engine.StatusHeld {
+		return nil, &cluster.GrainError{Code: CodeNotHeld, Message: fmt.Sprintf("instance %s is %s, not held", g.instanceID, g.state.Status)}
+	}
+	if _, ok := g.plan.Graph().Node(t.NodeID); !ok {
+		return nil, &cluster.GrainError{Code: CodeUnknownNode, Message: fmt.Sprintf("version %d of the journey has no node %q", g.state.Version, t.NodeID)}
+	}
+	return g.step(ctx, t, false)
 }
 
 // unmarshalOptional decodes data into a new *T, leaving it nil when data is empty.
@@ -231,7 +283,8 @@ func (g *instanceGrain) step(ctx Context, t engine.Trigger, create bool) (proto.
 }
 
 func (g *instanceGrain) reply(changed bool) *actorpb.InstanceReply {
-	return &actorpb.InstanceReply{InstanceId: g.instanceID, Status: g.state.Status, Changed: changed, Error: g.state.Error}
+	return &actorpb.InstanceReply{InstanceId: g.instanceID, Status: g.state.Status, Changed: changed, Error: g.state.Error,
+		Version: int32(g.state.Version), MigrationId: g.state.Migration}
 }
 
 // commit turns one step into the store's unit of work.

@@ -410,8 +410,21 @@ func (rc recovery) Run(ctx context.Context) error {
 	}
 }
 
-// pass re-drives the running instances last updated at or before cutoff.
+// pass re-drives the running instances last updated at or before cutoff,
+// and kicks the running migrations no batch has recorded progress of since.
 func (rc recovery) pass(ctx context.Context, cutoff time.Time) error {
+	migrations, err := rc.r.store.Migrations().RunningMigrations(ctx, cutoff)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("list running migrations: %w", err)
+	}
+	for _, m := range migrations {
+		if err := rc.r.RunMigration(ctx, m.TenantID, m.JourneyID, m.ID); err != nil && ctx.Err() == nil {
+			rc.r.log.Warn("resume migration", "tenant_id", m.TenantID, "migration_id", m.ID, "error", err)
+		}
+	}
 	after := ""
 	for {
 		batch, err := rc.r.store.Instances().Recoverable(ctx, cutoff, after, 500)
@@ -519,8 +532,8 @@ func (r *Runtime) JourneyChanged(ctx context.Context, tenantID, journeyID string
 }
 
 // Settle does synchronously what the services do on their own: it fires
-// the timers due now, routes every unrouted event and dispatches the outbox,
-// until nothing is left. Tests and benchmarks call it after moving the
+// the timers due now, routes every unrouted event, dispatches the outbox
+// and carries out the running migrations, until nothing is left. Tests and benchmarks call it after moving the
 // clock, instead of waiting for the services' next poll.
 func (r *Runtime) Settle(ctx context.Context) error {
 	for {
@@ -539,7 +552,11 @@ func (r *Runtime) Settle(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if timers+events+sent == 0 {
+		migrations, err := r.drainMigrations(ctx)
+		if err != nil {
+			return err
+		}
+		if timers+events+sent+migrations == 0 {
 			return nil
 		}
 	}

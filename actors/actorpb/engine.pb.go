@@ -36,6 +36,8 @@ const (
 	InstanceTrigger_KIND_PAUSE       InstanceTrigger_Kind = 5
 	InstanceTrigger_KIND_RESUME      InstanceTrigger_Kind = 6
 	InstanceTrigger_KIND_CANCEL      InstanceTrigger_Kind = 7
+	InstanceTrigger_KIND_MIGRATE     InstanceTrigger_Kind = 8
+	InstanceTrigger_KIND_RELEASE     InstanceTrigger_Kind = 9
 )
 
 // Enum value maps for InstanceTrigger_Kind.
@@ -49,6 +51,8 @@ var (
 		5: "KIND_PAUSE",
 		6: "KIND_RESUME",
 		7: "KIND_CANCEL",
+		8: "KIND_MIGRATE",
+		9: "KIND_RELEASE",
 	}
 	InstanceTrigger_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -59,6 +63,8 @@ var (
 		"KIND_PAUSE":       5,
 		"KIND_RESUME":      6,
 		"KIND_CANCEL":      7,
+		"KIND_MIGRATE":     8,
+		"KIND_RELEASE":     9,
 	}
 )
 
@@ -101,12 +107,20 @@ type InstanceTrigger struct {
 	EventJson []byte `protobuf:"bytes,5,opt,name=event_json,json=eventJson,proto3" json:"event_json,omitempty"`
 	Reason    string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	// What a new instance runs (start only).
-	JourneyId     string `protobuf:"bytes,7,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
-	Version       int32  `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
-	CustomerId    string `protobuf:"bytes,9,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	EntryKey      string `protobuf:"bytes,10,opt,name=entry_key,json=entryKey,proto3" json:"entry_key,omitempty"`
-	EntryNodeId   string `protobuf:"bytes,11,opt,name=entry_node_id,json=entryNodeId,proto3" json:"entry_node_id,omitempty"`
-	DataJson      []byte `protobuf:"bytes,12,opt,name=data_json,json=dataJson,proto3" json:"data_json,omitempty"`
+	JourneyId   string `protobuf:"bytes,7,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
+	Version     int32  `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
+	CustomerId  string `protobuf:"bytes,9,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	EntryKey    string `protobuf:"bytes,10,opt,name=entry_key,json=entryKey,proto3" json:"entry_key,omitempty"`
+	EntryNodeId string `protobuf:"bytes,11,opt,name=entry_node_id,json=entryNodeId,proto3" json:"entry_node_id,omitempty"`
+	DataJson    []byte `protobuf:"bytes,12,opt,name=data_json,json=dataJson,proto3" json:"data_json,omitempty"`
+	// The migration to apply (migrate only): the instance moves from
+	// from_version to to_version along the plan, a journey.MigrationPlan as JSON.
+	MigrationId string `protobuf:"bytes,13,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	FromVersion int32  `protobuf:"varint,14,opt,name=from_version,json=fromVersion,proto3" json:"from_version,omitempty"`
+	ToVersion   int32  `protobuf:"varint,15,opt,name=to_version,json=toVersion,proto3" json:"to_version,omitempty"`
+	PlanJson    []byte `protobuf:"bytes,16,opt,name=plan_json,json=planJson,proto3" json:"plan_json,omitempty"`
+	// Where held tokens go (release only).
+	NodeId        string `protobuf:"bytes,17,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -225,14 +239,52 @@ func (x *InstanceTrigger) GetDataJson() []byte {
 	return nil
 }
 
+func (x *InstanceTrigger) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+func (x *InstanceTrigger) GetFromVersion() int32 {
+	if x != nil {
+		return x.FromVersion
+	}
+	return 0
+}
+
+func (x *InstanceTrigger) GetToVersion() int32 {
+	if x != nil {
+		return x.ToVersion
+	}
+	return 0
+}
+
+func (x *InstanceTrigger) GetPlanJson() []byte {
+	if x != nil {
+		return x.PlanJson
+	}
+	return nil
+}
+
+func (x *InstanceTrigger) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 // InstanceReply says where the instance stands after the step.
 type InstanceReply struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	InstanceId string                 `protobuf:"bytes,1,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	Status     string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	// False when the trigger changed nothing (a late timer, an event nobody waits for).
-	Changed       bool   `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"`
-	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Changed bool   `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"`
+	Error   string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Version int32  `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	// The last migration applied to the instance.
+	MigrationId   string `protobuf:"bytes,6,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +343,20 @@ func (x *InstanceReply) GetChanged() bool {
 func (x *InstanceReply) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *InstanceReply) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *InstanceReply) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
 	}
 	return ""
 }
@@ -722,11 +788,170 @@ func (x *JourneyRefresh) GetJourneyId() string {
 	return ""
 }
 
+// MigrationRun tells a journey grain to go on with a running migration:
+// the next batch, or the batch a crash interrupted.
+type MigrationRun struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	TenantId    string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	JourneyId   string                 `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
+	MigrationId string                 `protobuf:"bytes,3,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	// Set when the grain sent it itself, to go on with its next batch;
+	// unset when a kick (a publish, a recovery pass) sent it.
+	Continued bool `protobuf:"varint,4,opt,name=continued,proto3" json:"continued,omitempty"`
+	// Set to migrate one batch and answer, without going on (Runtime.Settle).
+	Drain         bool `protobuf:"varint,5,opt,name=drain,proto3" json:"drain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrationRun) Reset() {
+	*x = MigrationRun{}
+	mi := &file_engine_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrationRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrationRun) ProtoMessage() {}
+
+func (x *MigrationRun) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrationRun.ProtoReflect.Descriptor instead.
+func (*MigrationRun) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MigrationRun) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *MigrationRun) GetJourneyId() string {
+	if x != nil {
+		return x.JourneyId
+	}
+	return ""
+}
+
+func (x *MigrationRun) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+func (x *MigrationRun) GetContinued() bool {
+	if x != nil {
+		return x.Continued
+	}
+	return false
+}
+
+func (x *MigrationRun) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+// MigrationControl asks a journey grain to pause, resume or abort its
+// migration, or to raise a gradual migration's rollout percentage.
+type MigrationControl struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TenantId       string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	JourneyId      string                 `protobuf:"bytes,2,opt,name=journey_id,json=journeyId,proto3" json:"journey_id,omitempty"`
+	MigrationId    string                 `protobuf:"bytes,3,opt,name=migration_id,json=migrationId,proto3" json:"migration_id,omitempty"`
+	Action         string                 `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	RolloutPercent int32                  `protobuf:"varint,5,opt,name=rollout_percent,json=rolloutPercent,proto3" json:"rollout_percent,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *MigrationControl) Reset() {
+	*x = MigrationControl{}
+	mi := &file_engine_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrationControl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrationControl) ProtoMessage() {}
+
+func (x *MigrationControl) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrationControl.ProtoReflect.Descriptor instead.
+func (*MigrationControl) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MigrationControl) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *MigrationControl) GetJourneyId() string {
+	if x != nil {
+		return x.JourneyId
+	}
+	return ""
+}
+
+func (x *MigrationControl) GetMigrationId() string {
+	if x != nil {
+		return x.MigrationId
+	}
+	return ""
+}
+
+func (x *MigrationControl) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *MigrationControl) GetRolloutPercent() int32 {
+	if x != nil {
+		return x.RolloutPercent
+	}
+	return 0
+}
+
 var File_engine_proto protoreflect.FileDescriptor
 
 const file_engine_proto_rawDesc = "" +
 	"\n" +
-	"\fengine.proto\x12\x12kalcifer.actors.v1\"\xab\x04\n" +
+	"\fengine.proto\x12\x12kalcifer.actors.v1\"\xea\x05\n" +
 	"\x0fInstanceTrigger\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
@@ -744,7 +969,13 @@ const file_engine_proto_rawDesc = "" +
 	"\tentry_key\x18\n" +
 	" \x01(\tR\bentryKey\x12\"\n" +
 	"\rentry_node_id\x18\v \x01(\tR\ventryNodeId\x12\x1b\n" +
-	"\tdata_json\x18\f \x01(\fR\bdataJson\"\x91\x01\n" +
+	"\tdata_json\x18\f \x01(\fR\bdataJson\x12!\n" +
+	"\fmigration_id\x18\r \x01(\tR\vmigrationId\x12!\n" +
+	"\ffrom_version\x18\x0e \x01(\x05R\vfromVersion\x12\x1d\n" +
+	"\n" +
+	"to_version\x18\x0f \x01(\x05R\ttoVersion\x12\x1b\n" +
+	"\tplan_json\x18\x10 \x01(\fR\bplanJson\x12\x17\n" +
+	"\anode_id\x18\x11 \x01(\tR\x06nodeId\"\xb5\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -757,13 +988,17 @@ const file_engine_proto_rawDesc = "" +
 	"\n" +
 	"KIND_PAUSE\x10\x05\x12\x0f\n" +
 	"\vKIND_RESUME\x10\x06\x12\x0f\n" +
-	"\vKIND_CANCEL\x10\a\"x\n" +
+	"\vKIND_CANCEL\x10\a\x12\x10\n" +
+	"\fKIND_MIGRATE\x10\b\x12\x10\n" +
+	"\fKIND_RELEASE\x10\t\"\xb5\x01\n" +
 	"\rInstanceReply\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
 	"\achanged\x18\x03 \x01(\bR\achanged\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"l\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x05R\aversion\x12!\n" +
+	"\fmigration_id\x18\x06 \x01(\tR\vmigrationId\"l\n" +
 	"\rCustomerEvent\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -801,7 +1036,21 @@ const file_engine_proto_rawDesc = "" +
 	"\x0eJourneyRefresh\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
-	"journey_id\x18\x02 \x01(\tR\tjourneyIdB-Z+github.com/kalcifer/kalcifer/actors/actorpbb\x06proto3"
+	"journey_id\x18\x02 \x01(\tR\tjourneyId\"\xa1\x01\n" +
+	"\fMigrationRun\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12!\n" +
+	"\fmigration_id\x18\x03 \x01(\tR\vmigrationId\x12\x1c\n" +
+	"\tcontinued\x18\x04 \x01(\bR\tcontinued\x12\x14\n" +
+	"\x05drain\x18\x05 \x01(\bR\x05drain\"\xb2\x01\n" +
+	"\x10MigrationControl\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"journey_id\x18\x02 \x01(\tR\tjourneyId\x12!\n" +
+	"\fmigration_id\x18\x03 \x01(\tR\vmigrationId\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12'\n" +
+	"\x0frollout_percent\x18\x05 \x01(\x05R\x0erolloutPercentB-Z+github.com/kalcifer/kalcifer/actors/actorpbb\x06proto3"
 
 var (
 	file_engine_proto_rawDescOnce sync.Once
@@ -816,7 +1065,7 @@ func file_engine_proto_rawDescGZIP() []byte {
 }
 
 var file_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_engine_proto_goTypes = []any{
 	(InstanceTrigger_Kind)(0),  // 0: kalcifer.actors.v1.InstanceTrigger.Kind
 	(*InstanceTrigger)(nil),    // 1: kalcifer.actors.v1.InstanceTrigger
@@ -828,6 +1077,8 @@ var file_engine_proto_goTypes = []any{
 	(*JourneyInfoRequest)(nil), // 7: kalcifer.actors.v1.JourneyInfoRequest
 	(*JourneyInfo)(nil),        // 8: kalcifer.actors.v1.JourneyInfo
 	(*JourneyRefresh)(nil),     // 9: kalcifer.actors.v1.JourneyRefresh
+	(*MigrationRun)(nil),       // 10: kalcifer.actors.v1.MigrationRun
+	(*MigrationControl)(nil),   // 11: kalcifer.actors.v1.MigrationControl
 }
 var file_engine_proto_depIdxs = []int32{
 	0, // 0: kalcifer.actors.v1.InstanceTrigger.kind:type_name -> kalcifer.actors.v1.InstanceTrigger.Kind
@@ -849,7 +1100,7 @@ func file_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_proto_rawDesc), len(file_engine_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,361 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kalcifer/kalcifer/actors/actorpb"
+	"github.com/kalcifer/kalcifer/cluster"
+	"github.com/kalcifer/kalcifer/engine"
+	"github.com/kalcifer/kalcifer/journey"
+	"github.com/kalcifer/kalcifer/store"
+)
+
+// Codes of refused migration controls and releases.
+const (
+	CodeNotHeld            = "not_held"
+	CodeUnknownNode        = "unknown_node"
+	CodeMigrationNotFound  = "migration_not_found"
+	CodeMigrationState     = "invalid_migration_state"
+	CodeInvalidRollout     = "invalid_rollout_percent"
+	codeMigrationElsewhere = "migration_of_another_journey"
+)
+
+// Migration control actions.
+const (
+	MigrationPause   = "pause"
+	MigrationResume  = "resume"
+	MigrationAbort   = "abort"
+	MigrationRollout = "rollout"
+)
+
+// migrationParallel is how many instances of a batch migrate at once: each
+// is its own grain and commit, and the group committer writes the
+// concurrent commits together.
+const migrationParallel = 64
+
+// pendingStale is how long a batch the grain sent itself may take to
+// arrive before a kick may start the next one: a Tell is at most once.
+const pendingStale = time.Minute
+
+// migrationRun is the migration a journey grain is carrying out.
+type migrationRun struct {
+	m store.Migration
+	// planJSON is the journey.MigrationPlan every instance applies.
+	planJSON []byte
+	// pendingSince is when the grain sent itself its next batch, zero
+	// when none is on its way.
+	pendingSince time.Time
+}
+
+// onMigrationRun migrates the next batch of a running migration and sends
+// the grain the next one, unless asked to drain: then it answers after the
+// batch, and the caller asks again (Runtime.Settle). A kick while a batch
+// is on its way is ignored, so there is one chain of batches.
+func (g *journeyGrain) onMigrationRun(ctx Context, msg *actorpb.MigrationRun) error {
+	if g.run != nil && g.run.m.ID == msg.GetMigrationId() {
+		switch {
+		case msg.GetContinued():
+			g.run.pendingSince = time.Time{}
+		case msg.GetDrain():
+		case !g.run.pendingSince.IsZero() && g.rt.now().Sub(g.run.pendingSince) < pendingStale:
+			return nil
+		}
+	}
+	run, err := g.loadRun(ctx, msg.GetMigrationId())
+	if err != nil || run.m.Status != store.MigrationRunning {
+		return err
+	}
+	if err := g.migrateBatch(ctx, run); err != nil {
+		// What the store holds is the truth; the next kick starts from it.
+		g.run = nil
+		return err
+	}
+	if !msg.GetDrain() && run.m.Status == store.MigrationRunning && run.pendingSince.IsZero() {
+		g.continueMigration(ctx, run)
+	}
+	return nil
+}
+
+// continueMigration sends the grain its next batch.
+func (g *journeyGrain) continueMigration(ctx context.Context, run *migrationRun) {
+	err := g.rt.node.Tell(ctx, identity(g.tenantID, g.journeyID), KindJourney,
+		&actorpb.MigrationRun{TenantId: g.tenantID, JourneyId: g.journeyID, MigrationId: run.m.ID, Continued: true})
+	if err != nil {
+		g.rt.log.Warn("continue migration; the recovery pass will", "migration_id", run.m.ID, "error", err)
+		return
+	}
+	run.pendingSince = g.rt.now()
+}
+
+// loadRun returns the journey's migration id, loading it and planning it
+// unless it is the one the grain carries out.
+func (g *journeyGrain) loadRun(ctx context.Context, id string) (*migrationRun, error) {
+	if g.run != nil && g.run.m.ID == id {
+		return g.run, nil
+	}
+	m, err := g.rt.store.Migrations().GetMigration(ctx, g.tenantID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &cluster.GrainError{Code: CodeMigrationNotFound, Message: id}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if m.JourneyID != g.journeyID {
+		return nil, &cluster.GrainError{Code: codeMigrationElsewhere, Message: fmt.Sprintf("migration %s is of journey %s", id, m.JourneyID)}
+	}
+	run := &migrationRun{m: m}
+	if !store.MigrationFinished(m.Status) {
+		plan, err := g.planMigration(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		if run.planJSON, err = json.Marshal(plan); err != nil {
+			return nil, fmt.Errorf("encode plan of migration %s: %w", id, err)
+		}
+	}
+	g.run = run
+	return run, nil
+}
+
+// planMigration plans the move between the migration's versions. The plan
+// was checked against the nodes customers were at when it started; a node
+// with a problem that customers have reached since holds them, since a
+// plan with problems could lose them or move them backwards.
+func (g *journeyGrain) planMigration(ctx context.Context, m store.Migration) (journey.MigrationPlan, error) {
+	from, err := g.rt.plans.get(ctx, g.tenantID, g.journeyID, m.FromVersion)
+	if err != nil {
+		return journey.MigrationPlan{}, err
+	}
+	to, err := g.rt.plans.get(ctx, g.tenantID, g.journeyID, m.ToVersion)
+	if err != nil {
+		return journey.MigrationPlan{}, err
+	}
+	var opts journey.MigrationOptions
+	if len(m.Options) > 0 {
+		if err := json.Unmarshal(m.Options, &opts); err != nil {
+			return journey.MigrationPlan{}, fmt.Errorf("decode options of migration %s: %w", m.ID, err)
+		}
+	}
+	plan, problems := journey.PlanMigration(from.Graph(), to.Graph(), opts, nil)
+	for _, p := range problems {
+		for i := range plan.Placements {
+			if plan.Placements[i].From == p.NodeID {
+				plan.Placements[i] = journey.Placement{From: p.NodeID, Action: journey.ActionHold}
+			}
+		}
+	}
+	return plan, nil
+}
+
+// migrateBatch migrates the batch a crash interrupted, or else the next
+// one, and records the progress. The batch is stored before any instance
+// of it is asked, so that a migration resumed after a crash asks the same
+// instances again; an instance asked twice moves once, and says so.
+func (g *journeyGrain) migrateBatch(ctx context.Context, run *migrationRun) error {
+	m := &run.m
+	if len(m.Batch) == 0 {
+		keys, err := g.rt.store.Instances().ActiveKeys(ctx, g.tenantID, g.journeyID, m.FromVersion, m.Cursor, m.BatchSize)
+		if err != nil {
+			return fmt.Errorf("list instances for migration %s: %w", m.ID, err)
+		}
+		if len(keys) == 0 {
+			return g.finishPass(ctx, m)
+		}
+		for _, k := range keys {
+			if journey.InRollout(k.ID, m.RolloutPercent) {
+				m.Batch = append(m.Batch, k.CustomerID+"/"+k.ID)
+			} else {
+				m.Counts.Skipped++
+			}
+		}
+		m.Cursor = keys[len(keys)-1].ID
+		if err := g.saveMigration(ctx, m); err != nil {
+			return err
+		}
+	}
+	g.migrateInstances(ctx, run)
+	m.Batch = nil
+	return g.saveMigration(ctx, m)
+}
+
+// finishPass ends a pass over the instances on the old version: the
+// migration is complete, or a gradual one waits for its percentage to rise.
+func (g *journeyGrain) finishPass(ctx context.Context, m *store.Migration) error {
+	if m.RolloutPercent < 100 {
+		m.Status = store.MigrationPartial
+	} else {
+		m.Status = store.MigrationCompleted
+		now := g.rt.now()
+		m.FinishedAt = &now
+	}
+	return g.saveMigration(ctx, m)
+}
+
+func (g *journeyGrain) saveMigration(ctx context.Context, m *store.Migration) error {
+	m.UpdatedAt = g.rt.now()
+	if err := g.rt.store.Migrations().UpdateMigration(ctx, *m); err != nil {
+		return fmt.Errorf("record progress of migration %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// migrateInstances asks every instance of the batch to migrate, each in
+// its own grain, and counts what became of them.
+func (g *journeyGrain) migrateInstances(ctx context.Context, run *migrationRun) {
+	m := &run.m
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, migrationParallel)
+	for _, key := range m.Batch {
+		customerID, instanceID, _ := strings.Cut(key, "/")
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			reply, err := g.rt.askInstance(ctx, &actorpb.InstanceTrigger{
+				TenantId: g.tenantID, CustomerId: customerID, InstanceId: instanceID, Kind: actorpb.InstanceTrigger_KIND_MIGRATE,
+				MigrationId: m.ID, FromVersion: int32(m.FromVersion), ToVersion: int32(m.ToVersion), PlanJson: run.planJSON,
+			}, idempotent)
+			mu.Lock()
+			defer mu.Unlock()
+			countMigrated(m, instanceID, reply, err)
+		}()
+	}
+	wg.Wait()
+}
+
+// countMigrated adds one instance's outcome to the migration's counts. An
+// instance the migration did not move (it ended first) was left on the
+// old version, like those a rollout's percentage leaves.
+func countMigrated(m *store.Migration, instanceID string, reply *actorpb.InstanceReply, err error) {
+	switch {
+	case err != nil:
+		m.Counts.Failed++
+		if len(m.Failures) >= store.MaxMigrationFailures {
+			m.Failures = m.Failures[1:]
+		}
+		m.Failures = append(m.Failures, store.MigrationFailure{InstanceID: instanceID, Error: err.Error()})
+	case reply.GetMigrationId() != m.ID:
+		m.Counts.Skipped++
+	case reply.GetStatus() == engine.StatusExited:
+		m.Counts.Exited++
+	case reply.GetStatus() == engine.StatusHeld:
+		m.Counts.Held++
+	default:
+		m.Counts.Migrated++
+	}
+}
+
+// onMigrationControl pauses, resumes, aborts or raises the rollout of the
+// journey's migration. Controls arrive between batches, since the grain
+// handles one message at a time.
+func (g *journeyGrain) onMigrationControl(ctx Context, msg *actorpb.MigrationControl) error {
+	run, err := g.loadRun(ctx, msg.GetMigrationId())
+	if err != nil {
+		return err
+	}
+	m := &run.m
+	refuse := func(why string) error {
+		return &cluster.GrainError{Code: CodeMigrationState, Message: fmt.Sprintf("migration %s is %s: %s", m.ID, m.Status, why)}
+	}
+	kick := false
+	switch msg.GetAction() {
+	case MigrationPause:
+		if m.Status != store.MigrationRunning {
+			return refuse("only a running migration can be paused")
+		}
+		m.Status = store.MigrationPaused
+	case MigrationResume:
+		if m.Status != store.MigrationPaused {
+			return refuse("only a paused migration can be resumed")
+		}
+		m.Status, kick = store.MigrationRunning, true
+	case MigrationAbort:
+		if store.MigrationFinished(m.Status) {
+			return refuse("it has finished")
+		}
+		now := g.rt.now()
+		m.Status, m.FinishedAt = store.MigrationAborted, &now
+	case MigrationRollout:
+		if m.Strategy != store.StrategyGradual || store.MigrationFinished(m.Status) {
+			return refuse("only an unfinished gradual migration has a rollout percentage to raise")
+		}
+		p := int(msg.GetRolloutPercent())
+		if p <= m.RolloutPercent || p > 100 {
+			return &cluster.GrainError{Code: CodeInvalidRollout,
+				Message: fmt.Sprintf("rollout_percent must be above the current %d and at most 100", m.RolloutPercent)}
+		}
+		// A new pass from the start moves those the new percentage adds.
+		m.RolloutPercent, m.Cursor, m.Counts.Skipped = p, "", 0
+		if m.Status == store.MigrationPartial {
+			m.Status = store.MigrationRunning
+		}
+		kick = m.Status == store.MigrationRunning
+	default:
+		return &cluster.GrainError{Code: "invalid_action", Message: fmt.Sprintf("unknown migration action %q", msg.GetAction())}
+	}
+	if err := g.saveMigration(ctx, m); err != nil {
+		g.run = nil
+		return err
+	}
+	if kick && run.pendingSince.IsZero() {
+		g.continueMigration(ctx, run)
+	}
+	return nil
+}
+
+// RunMigration has the journey's grain go on with its running migration.
+// The recovery pass kicks running migrations too, so one a lost kick
+// leaves idle resumes within a pass.
+func (r *Runtime) RunMigration(ctx context.Context, tenantID, journeyID, migrationID string) error {
+	return r.node.Tell(ctx, identity(tenantID, journeyID), KindJourney,
+		&actorpb.MigrationRun{TenantId: tenantID, JourneyId: journeyID, MigrationId: migrationID})
+}
+
+// drainMigrations migrates one batch of every running migration and
+// returns how many there were.
+func (r *Runtime) drainMigrations(ctx context.Context) (int, error) {
+	running, err := r.store.Migrations().RunningMigrations(ctx, r.now())
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range running {
+		if _, err := r.node.Ask(ctx, identity(m.TenantID, m.JourneyID), KindJourney, &actorpb.MigrationRun{
+			TenantId: m.TenantID, JourneyId: m.JourneyID, MigrationId: m.ID, Drain: true}); err != nil {
+			return 0, fmt.Errorf("drain migration %s: %w", m.ID, err)
+		}
+	}
+	return len(running), nil
+}
+
+// ControlMigration pauses, resumes or aborts a journey's migration, or
+// raises a gradual one's rollout percentage, and returns it as stored.
+func (r *Runtime) ControlMigration(ctx context.Context, tenantID, journeyID, migrationID, action string, rolloutPercent int) (store.Migration, error) {
+	_, err := r.node.Ask(ctx, identity(tenantID, journeyID), KindJourney, &actorpb.MigrationControl{
+		TenantId: tenantID, JourneyId: journeyID, MigrationId: migrationID, Action: action, RolloutPercent: int32(rolloutPercent),
+	})
+	if err != nil {
+		return store.Migration{}, err
+	}
+	return r.store.Migrations().GetMigration(ctx, tenantID, migrationID)
+}
+
+// ReleaseInstance sends a held instance's held customers to a node of its
+// version, which then runs for them.
+func (r *Runtime) ReleaseInstance(ctx context.Context, tenantID, instanceID, nodeID string) (store.Instance, error) {
+	in, err := r.store.Instances().GetInstance(ctx, tenantID, instanceID)
+	if err != nil {
+		return store.Instance{}, err
+	}
+	if _, err := r.askInstance(ctx, &actorpb.InstanceTrigger{TenantId: tenantID, CustomerId: in.CustomerID, InstanceId: instanceID,
+		Kind: actorpb.InstanceTrigger_KIND_RELEASE, NodeId: nodeID}); err != nil {
+		return store.Instance{}, err
+	}
+	return r.store.Instances().GetInstance(ctx, tenantID, instanceID)
+}
