@@ -26,6 +26,13 @@ type Engine interface {
 	// InstanceAction pauses, resumes or cancels an instance; actors.ErrNoChange
 	// when its status does not allow the action.
 	InstanceAction(ctx context.Context, tenantID, instanceID, action, reason string) (store.Instance, error)
+	// RunMigration has the journey's grain carry out a running migration.
+	RunMigration(ctx context.Context, tenantID, journeyID, migrationID string) error
+	// ControlMigration pauses, resumes, aborts or raises the rollout of a
+	// migration; a refusal is a *cluster.GrainError with an actors code.
+	ControlMigration(ctx context.Context, tenantID, journeyID, migrationID, action string, rolloutPercent int) (store.Migration, error)
+	// ReleaseInstance sends a held instance to a node of its version.
+	ReleaseInstance(ctx context.Context, tenantID, instanceID, nodeID string) (store.Instance, error)
 	// JourneyChanged makes new entries see a publish or a status change at once.
 	JourneyChanged(ctx context.Context, tenantID, journeyID string)
 	// Members reports the cluster's members and the grains each hosts.

@@ -31,6 +31,9 @@ type fakeEngine struct {
 	err    error
 	refuse *actors.Error
 	action error
+	// migrations lists the migrations started ("tenant journey id") and
+	// the controls asked ("action id percent").
+	migrations []string
 }
 
 func (f *fakeEngine) results(n int) []actors.Result {
@@ -73,6 +76,27 @@ func (f *fakeEngine) InstanceAction(_ context.Context, tenantID, instanceID, act
 	return store.Instance{ID: instanceID, TenantID: tenantID, Status: store.InstancePaused}, f.action
 }
 
+func (f *fakeEngine) RunMigration(_ context.Context, tenantID, journeyID, migrationID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.migrations = append(f.migrations, tenantID+" "+journeyID+" "+migrationID)
+	return f.err
+}
+
+func (f *fakeEngine) ControlMigration(_ context.Context, tenantID, journeyID, migrationID, action string, percent int) (store.Migration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.migrations = append(f.migrations, fmt.Sprintf("%s %s %d", action, migrationID, percent))
+	return store.Migration{ID: migrationID, TenantID: tenantID, JourneyID: journeyID, Status: store.MigrationPaused}, f.action
+}
+
+func (f *fakeEngine) ReleaseInstance(_ context.Context, tenantID, instanceID, nodeID string) (store.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actions = append(f.actions, "release "+instanceID+" "+nodeID)
+	return store.Instance{ID: instanceID, TenantID: tenantID, Status: store.InstanceRunning, Nodes: []string{nodeID}}, f.action
+}
+
 func (f *fakeEngine) JourneyChanged(_ context.Context, _, journeyID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -110,6 +134,11 @@ var engineRoutes = []struct{ path, body string }{
 	{"/instances/ins_1/pause", ``},
 	{"/instances/ins_1/resume", ``},
 	{"/instances/ins_1/cancel", `{"reason":"done"}`},
+	{"/instances/ins_1/release", `{"node_id":"n1"}`},
+	{"/journeys/jrn_1/migrations/mig_1/pause", ``},
+	{"/journeys/jrn_1/migrations/mig_1/resume", ``},
+	{"/journeys/jrn_1/migrations/mig_1/abort", ``},
+	{"/journeys/jrn_1/migrations/mig_1/rollout", `{"rollout_percent":50}`},
 }
 
 func TestEngineRoutesWithoutEngine(t *testing.T) {

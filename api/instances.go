@@ -15,7 +15,7 @@ import (
 	"github.com/kalcifer/kalcifer/store"
 )
 
-var instanceStatuses = []string{store.InstanceRunning, store.InstanceWaiting, store.InstancePaused,
+var instanceStatuses = []string{store.InstanceRunning, store.InstanceWaiting, store.InstancePaused, store.InstanceHeld,
 	store.InstanceCompleted, store.InstanceFailed, store.InstanceExited}
 
 // instanceDetail is an instance with its timeline and the engine's state.
@@ -67,7 +67,7 @@ func (s *Server) listJourneyInstances(c echo.Context) error {
 // versionInstances is how many of a journey's instances run each version.
 type versionInstances struct {
 	Version int `json:"version"`
-	// Active counts those that have not ended (running, waiting, paused).
+	// Active counts those that have not ended (running, waiting, paused, held).
 	Active   int            `json:"active"`
 	Total    int            `json:"total"`
 	ByStatus map[string]int `json:"by_status"`

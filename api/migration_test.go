@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/kalcifer/kalcifer/actors"
+	"github.com/kalcifer/kalcifer/cluster"
 	"github.com/kalcifer/kalcifer/journey"
 	"github.com/kalcifer/kalcifer/store"
 )
@@ -88,6 +90,113 @@ func TestPublishDryRun(t *testing.T) {
 		}
 		if v := ok[map[string]any](e.do("GET", versionPath(j.ID, 2, ""), nil), http.StatusOK); v["status"] != "draft" {
 			t.Fatalf("v2 after a dry run: %v", v["status"])
+		}
+	})
+}
+
+type migrationJSON struct {
+	ID             string                `json:"id"`
+	JourneyID      string                `json:"journey_id"`
+	Kind           string                `json:"kind"`
+	FromVersion    int                   `json:"from_version"`
+	ToVersion      int                   `json:"to_version"`
+	Strategy       string                `json:"strategy"`
+	RolloutPercent int                   `json:"rollout_percent"`
+	BatchSize      int                   `json:"batch_size"`
+	Status         string                `json:"status"`
+	CreatedBy      string                `json:"created_by"`
+	Counts         store.MigrationCounts `json:"counts"`
+	Options        map[string]any        `json:"options"`
+}
+
+// TestPublishStrategies: a publish records who changed the journey's
+// version and how, starts a migration through the engine when customers
+// are to move, and refuses bad options, a plan that would leave customers
+// without a place and a second migration while one is unfinished.
+func TestPublishStrategies(t *testing.T) {
+	withEngine(t, func(t *testing.T, e *env, f *fakeEngine) {
+		j := e.createJourney("welcome", validGraph())
+		first := ok[struct{ Migration migrationJSON }](e.do("POST", versionPath(j.ID, 1, "")+"/publish",
+			map[string]any{"strategy": "migrate_all"}), http.StatusOK).Migration
+		if first.Strategy != store.StrategyNewEntriesOnly || first.Status != store.MigrationCompleted || first.FromVersion != 0 || first.CreatedBy == "" {
+			t.Fatalf("first publish recorded as %+v: nobody is in flight to move", first)
+		}
+		for i, nodes := range [][]string{{"wait_1"}, {"email_1"}} {
+			c := e.upsert(string(rune('a'+i)), map[string]any{}, http.StatusCreated)
+			e.seed(e.tenant.ID, store.Instance{JourneyID: j.ID, Version: 1, CustomerID: c.ID, Status: store.InstanceWaiting, Nodes: nodes}, nil)
+		}
+		ok[map[string]any](e.do("POST", "/journeys/"+j.ID+"/versions", map[string]any{"from_version": 1}), http.StatusCreated)
+		publish := versionPath(j.ID, 2, "") + "/publish"
+		for _, bad := range []struct {
+			body        map[string]any
+			code, field string
+		}{
+			{map[string]any{"strategy": "all_at_once"}, "invalid_field", "strategy"},
+			{map[string]any{"strategy": "gradual"}, "missing_field", "rollout_percent"},
+			{map[string]any{"strategy": "gradual", "rollout_percent": 0}, "invalid_field", "rollout_percent"},
+			{map[string]any{"strategy": "gradual", "rollout_percent": 101}, "invalid_field", "rollout_percent"},
+			{map[string]any{"strategy": "migrate_all", "rollout_percent": 50}, "invalid_field", "rollout_percent"},
+			{map[string]any{"batch_size": 0}, "invalid_field", "batch_size"},
+			{map[string]any{"batch_size": 10001}, "invalid_field", "batch_size"},
+		} {
+			e.do("POST", publish, bad.body).fails(http.StatusBadRequest, bad.code)
+		}
+		e.do("POST", publish, map[string]any{"strategy": "migrate_all", "node_mapping": map[string]string{"wait_1": "entry_1"}}).
+			fails(http.StatusUnprocessableEntity, "invalid_migration")
+		if v := ok[map[string]any](e.do("GET", versionPath(j.ID, 2, ""), nil), http.StatusOK); v["status"] != "draft" {
+			t.Fatalf("a refused migration published: %v", v["status"])
+		}
+
+		res := ok[struct {
+			Journey   journeyJSON
+			Migration migrationJSON
+		}](e.do("POST", publish, map[string]any{"strategy": "gradual", "rollout_percent": 25, "batch_size": 10,
+			"node_mapping": map[string]string{"email_1": "email_1"}}), http.StatusOK)
+		m := res.Migration
+		if res.Journey.ActiveVersion != 2 || m.Status != store.MigrationRunning || m.Kind != store.MigrationPublish ||
+			m.FromVersion != 1 || m.ToVersion != 2 || m.RolloutPercent != 25 || m.BatchSize != 10 || m.Counts.Total != 2 || m.Options["node_mapping"] == nil {
+			t.Fatalf("publish answered %+v", res)
+		}
+		if want := e.tenant.ID + " " + j.ID + " " + m.ID; len(f.migrations) != 1 || f.migrations[0] != want {
+			t.Fatalf("engine told %v, want %q", f.migrations, want)
+		}
+		ok[map[string]any](e.do("POST", "/journeys/"+j.ID+"/versions", map[string]any{"from_version": 1}), http.StatusCreated)
+		e.do("POST", versionPath(j.ID, 3, "")+"/publish", nil).fails(http.StatusConflict, "migration_in_progress")
+		e.do("POST", versionPath(j.ID, 1, "")+"/rollback", nil).fails(http.StatusConflict, "migration_in_progress")
+		e.do("POST", versionPath(j.ID, 3, "")+"/rollback", nil).fails(http.StatusConflict, "version_not_published")
+		e.do("POST", versionPath(j.ID, 2, "")+"/rollback", nil).fails(http.StatusConflict, "version_active")
+
+		list := ok[struct{ Data []migrationJSON }](e.do("GET", "/journeys/"+j.ID+"/migrations", nil), http.StatusOK).Data
+		if len(list) != 2 || list[0].ID != m.ID || list[1].ID != first.ID {
+			t.Fatalf("migrations %+v, want newest first", list)
+		}
+		if got := ok[migrationJSON](e.do("GET", "/journeys/"+j.ID+"/migrations/"+m.ID, nil), http.StatusOK); got.ID != m.ID {
+			t.Fatalf("get migration %+v", got)
+		}
+		other := e.createJourney("other", validGraph())
+		e.do("GET", "/journeys/"+other.ID+"/migrations/"+m.ID, nil).fails(http.StatusNotFound, "migration_not_found")
+		e.do("GET", "/journeys/"+j.ID+"/migrations?status=done", nil).fails(http.StatusBadRequest, "invalid_parameter")
+
+		// Controls go to the engine; its refusals keep their codes.
+		ok[migrationJSON](e.do("POST", "/journeys/"+j.ID+"/migrations/"+m.ID+"/rollout", map[string]any{"rollout_percent": 60}), http.StatusOK)
+		if last := f.migrations[len(f.migrations)-1]; last != "rollout "+m.ID+" 60" {
+			t.Fatalf("engine told %q", last)
+		}
+		e.do("POST", "/journeys/"+j.ID+"/migrations/"+m.ID+"/rollout", map[string]any{}).fails(http.StatusBadRequest, "missing_field")
+		f.action = &cluster.GrainError{Code: actors.CodeMigrationState, Message: "migration is completed"}
+		e.do("POST", "/journeys/"+j.ID+"/migrations/"+m.ID+"/pause", nil).fails(http.StatusConflict, "invalid_migration_state")
+		f.action = &cluster.GrainError{Code: actors.CodeInvalidRollout, Message: "too low"}
+		e.do("POST", "/journeys/"+j.ID+"/migrations/"+m.ID+"/rollout", map[string]any{"rollout_percent": 10}).
+			fails(http.StatusBadRequest, "invalid_rollout_percent")
+
+		f.action = &cluster.GrainError{Code: actors.CodeNotHeld, Message: "instance is waiting, not held"}
+		e.do("POST", "/instances/ins_1/release", map[string]any{"node_id": "email_1"}).fails(http.StatusConflict, "not_held")
+		f.action = &cluster.GrainError{Code: actors.CodeUnknownNode, Message: "no node"}
+		e.do("POST", "/instances/ins_1/release", map[string]any{"node_id": "nope"}).fails(http.StatusBadRequest, "unknown_node")
+		e.do("POST", "/instances/ins_1/release", map[string]any{}).fails(http.StatusBadRequest, "missing_field")
+		f.action = nil
+		if in := ok[map[string]any](e.do("POST", "/instances/ins_1/release", map[string]any{"node_id": "email_1"}), http.StatusOK); in["status"] != "running" {
+			t.Fatalf("released %v", in)
 		}
 	})
 }

@@ -205,6 +205,9 @@ func (s *Server) routes() {
 	g.POST("/journeys/:id/versions/:version/validate", s.validateVersion, auth...)
 	g.GET("/journeys/:id/versions/:version/diff/:other", s.diffVersions, auth...)
 	g.POST("/journeys/:id/versions/:version/publish", s.publishVersion, auth...)
+	g.POST("/journeys/:id/versions/:version/rollback", s.rollbackVersion, auth...)
+	g.GET("/journeys/:id/migrations", s.listMigrations, auth...)
+	g.GET("/journeys/:id/migrations/:migration", s.getMigration, auth...)
 	g.GET("/journeys/:id/instances", s.listJourneyInstances, auth...)
 	g.GET("/journeys/:id/instances/by-version", s.instancesByVersion, auth...)
 
@@ -270,6 +273,10 @@ func (s *Server) routes() {
 	g.GET("/cluster", s.getCluster, engine...)
 	for _, action := range []string{actors.ActionPause, actors.ActionResume, actors.ActionCancel} {
 		g.POST("/instances/:id/"+action, s.instanceAction(action), engine...)
+	}
+	g.POST("/instances/:id/release", s.releaseInstance, engine...)
+	for _, action := range []string{actors.MigrationPause, actors.MigrationResume, actors.MigrationAbort, actors.MigrationRollout} {
+		g.POST("/journeys/:id/migrations/:migration/"+action, s.controlMigration(action), engine...)
 	}
 }
 

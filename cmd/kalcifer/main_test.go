@@ -190,7 +190,8 @@ func runWalkthrough(t *testing.T, s *server) {
 	if err != nil {
 		t.Fatalf("walk-through failed: %v\n%s\nserver stderr:\n%s", err, out, s.stderr)
 	}
-	for _, want := range []string{`journey jrn_`, `"valid":true`, `"status":"active"`, `"active_version":1`, `no_entry_node`, `unknown_node_type`, `"event_id":"evt_`} {
+	for _, want := range []string{`journey jrn_`, `"valid":true`, `"status":"active"`, `"active_version":1`, `no_entry_node`, `unknown_node_type`, `"event_id":"evt_`,
+		`"strategy":"migrate_all"`, `"migrated":1`, `{"version":2,"active":1`} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("walk-through output lacks %s:\n%s", want, out)
 		}

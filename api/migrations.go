@@ -1,0 +1,374 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/kalcifer/kalcifer/actors"
+	"github.com/kalcifer/kalcifer/cluster"
+	"github.com/kalcifer/kalcifer/engine"
+	"github.com/kalcifer/kalcifer/journey"
+	"github.com/kalcifer/kalcifer/store"
+)
+
+var strategies = []string{store.StrategyNewEntriesOnly, store.StrategyMigrateAll, store.StrategyGradual}
+
+// defaultBatchSize is how many instances a migration looks at per batch
+// unless told otherwise.
+const defaultBatchSize = 500
+
+// publishRequest says how customers in flight move to the version a
+// publish or a rollback makes active. Every field may be left out.
+type publishRequest struct {
+	Strategy          string            `json:"strategy"`
+	RolloutPercent    *int              `json:"rollout_percent"`
+	BatchSize         *int              `json:"batch_size"`
+	NodeMapping       map[string]string `json:"node_mapping"`
+	RemovedNodePolicy string            `json:"removed_node_policy"`
+}
+
+func (r *publishRequest) check() error {
+	if r.Strategy != "" && !slices.Contains(strategies, r.Strategy) {
+		return invalidField("strategy", fmt.Sprintf("must be one of %v", strategies))
+	}
+	switch {
+	case r.Strategy == store.StrategyGradual && r.RolloutPercent == nil:
+		return missingField("rollout_percent")
+	case r.RolloutPercent != nil && r.Strategy != store.StrategyGradual:
+		return invalidField("rollout_percent", "is only for the gradual strategy")
+	case r.RolloutPercent != nil && (*r.RolloutPercent < 1 || *r.RolloutPercent > 100):
+		return invalidField("rollout_percent", "must be from 1 to 100")
+	case r.BatchSize != nil && (*r.BatchSize < 1 || *r.BatchSize > 10000):
+		return invalidField("batch_size", "must be from 1 to 10000")
+	}
+	return nil
+}
+
+func (r *publishRequest) options() journey.MigrationOptions {
+	return journey.MigrationOptions{NodeMapping: r.NodeMapping, Removed: r.RemovedNodePolicy}
+}
+
+type publishResponse struct {
+	Journey   store.Journey   `json:"journey"`
+	Version   versionBody     `json:"version"`
+	Migration store.Migration `json:"migration"`
+}
+
+// dryRunPlacement is where the customers at one node of the active
+// version would go, and how many there are now.
+type dryRunPlacement struct {
+	journey.Placement
+	Customers int `json:"customers"`
+}
+
+type dryRunResponse struct {
+	DryRun      bool              `json:"dry_run"`
+	Valid       bool              `json:"valid"`
+	FromVersion int               `json:"from_version"`
+	Diff        journey.GraphDiff `json:"diff"`
+	Placements  []dryRunPlacement `json:"placements"`
+	// Totals counts the customers by what would become of them.
+	Totals   map[string]int    `json:"totals"`
+	Problems []journey.Problem `json:"problems"`
+}
+
+func (s *Server) publishVersion(c echo.Context) error {
+	return s.changeVersion(c, store.MigrationPublish)
+}
+
+func (s *Server) rollbackVersion(c echo.Context) error {
+	return s.changeVersion(c, store.MigrationRollback)
+}
+
+// changeVersion makes the version active, by publishing a draft or rolling
+// back to a published version, and starts moving the customers in flight
+// as the strategy says: new_entries_only (a publish's default) leaves them
+// on their version, migrate_all (a rollback's default) and gradual move
+// them. With dry_run=true it only answers what would happen. A migration
+// whose plan has problems would leave customers without a place, so it is
+// refused; the graph is validated before publishing so that an invalid
+// graph never becomes immutable.
+func (s *Server) changeVersion(c echo.Context, kind string) error {
+	j, err := s.loadJourney(c)
+	if err != nil {
+		return err
+	}
+	v, to, err := s.loadGraph(c, "version")
+	if err != nil {
+		return err
+	}
+	if err := s.checkChange(j, v, to, kind); err != nil {
+		return err
+	}
+	dry, err := oneOf(c, "dry_run", []string{"true", "false"})
+	if err != nil {
+		return err
+	}
+	var req publishRequest
+	if err := decodeOptionalBody(c, &req); err != nil {
+		return err
+	}
+	from, counts, err := s.activeGraph(c, j)
+	if err != nil {
+		return err
+	}
+	occupied := map[string]bool{}
+	for node := range counts {
+		occupied[node] = true
+	}
+	plan, problems := journey.PlanMigration(from, to, req.options(), occupied)
+	if dry == "true" {
+		return c.JSON(http.StatusOK, dryRun(j, from, to, plan, problems, counts))
+	}
+	m, err := s.newMigration(c, j, v.Number, kind, req)
+	if err != nil {
+		return err
+	}
+	if m.Strategy != store.StrategyNewEntriesOnly && len(problems) > 0 {
+		e := apiError(http.StatusUnprocessableEntity, "invalid_migration",
+			fmt.Sprintf("the migration has %d problem(s) that would leave customers without a place; see a dry run", len(problems)))
+		e.Details = map[string]any{"problems": problems}
+		return e
+	}
+	ctx := c.Request().Context()
+	j, m, err = s.store.Migrations().StartMigration(ctx, m)
+	switch {
+	case errors.Is(err, store.ErrMigrationInProgress):
+		return apiError(http.StatusConflict, "migration_in_progress",
+			"the journey has a migration in progress; let it complete or abort it first")
+	case errors.Is(err, store.ErrConflict):
+		return apiError(http.StatusConflict, "conflict", "the journey's active version changed meanwhile; retry")
+	case err != nil:
+		return s.versionError(c, err)
+	}
+	s.journeyChanged(c, j)
+	if m.Status == store.MigrationRunning && s.engine != nil {
+		if err := s.engine.RunMigration(ctx, j.TenantID, j.ID, m.ID); err != nil {
+			// The engine's recovery pass starts running migrations too.
+			s.log.WarnContext(ctx, "start migration", slog.String("migration_id", m.ID), slog.Any("error", err))
+		}
+	}
+	if v, err = s.findVersion(c, v.Number); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, publishResponse{Journey: j, Version: withGraph(v), Migration: m})
+}
+
+// checkChange refuses a publish of anything but a valid draft and a
+// rollback to anything but another published version.
+func (s *Server) checkChange(j store.Journey, v store.Version, g journey.Graph, kind string) error {
+	switch {
+	case j.Status == store.JourneyArchived:
+		return apiError(http.StatusConflict, "journey_archived", "an archived journey cannot change its active version")
+	case kind == store.MigrationRollback && v.Status != store.VersionPublished:
+		return apiError(http.StatusConflict, "version_not_published", "only a published version can be rolled back to")
+	case kind == store.MigrationRollback && v.Number == j.ActiveVersion:
+		return apiError(http.StatusConflict, "version_active", "the version is already the active one")
+	case kind == store.MigrationPublish && v.Status != store.VersionDraft:
+		return versionNotDraft()
+	}
+	if result := s.validate(g); !result.Valid {
+		e := apiError(http.StatusUnprocessableEntity, "invalid_graph",
+			fmt.Sprintf("the graph has %d problem(s); fix them before publishing", len(result.Problems)))
+		e.Details = map[string]any{"problems": result.Problems}
+		return e
+	}
+	return nil
+}
+
+// activeGraph is the journey's active graph and how many customers in
+// flight are at each of its nodes; an empty graph before the first publish.
+func (s *Server) activeGraph(c echo.Context, j store.Journey) (journey.Graph, map[string]int, error) {
+	if j.ActiveVersion == 0 {
+		return journey.Graph{}, map[string]int{}, nil
+	}
+	active, err := s.findVersion(c, j.ActiveVersion)
+	if err != nil {
+		return journey.Graph{}, nil, err
+	}
+	g, err := journey.Decode(active.Graph)
+	if err != nil {
+		return g, nil, fmt.Errorf("stored graph of journey %s version %d: %w", j.ID, active.Number, err)
+	}
+	counts, err := s.store.Instances().CountAtNodes(c.Request().Context(), j.TenantID, j.ID, j.ActiveVersion)
+	return g, counts, err
+}
+
+// dryRun is what a migration would do, counted by node, changing nothing.
+func dryRun(j store.Journey, from, to journey.Graph, plan journey.MigrationPlan, problems []journey.Problem, counts map[string]int) dryRunResponse {
+	res := dryRunResponse{DryRun: true, Valid: len(problems) == 0, FromVersion: j.ActiveVersion, Diff: journey.Diff(from, to),
+		Placements: make([]dryRunPlacement, 0, len(plan.Placements)), Problems: nonNil(problems),
+		Totals: map[string]int{journey.ActionStay: 0, journey.ActionMove: 0, journey.ActionSkip: 0, journey.ActionExit: 0, journey.ActionHold: 0}}
+	for _, pl := range plan.Placements {
+		res.Placements = append(res.Placements, dryRunPlacement{Placement: pl, Customers: counts[pl.From]})
+		res.Totals[pl.Action] += counts[pl.From]
+	}
+	return res
+}
+
+// newMigration is the record of the change the request asks for: who, what
+// and how, and how many customers are in flight on the active version.
+func (s *Server) newMigration(c echo.Context, j store.Journey, to int, kind string, req publishRequest) (store.Migration, error) {
+	m := store.Migration{TenantID: j.TenantID, JourneyID: j.ID, Kind: kind, FromVersion: j.ActiveVersion, ToVersion: to,
+		Strategy: req.Strategy, BatchSize: defaultBatchSize, CreatedAt: s.now()}
+	if m.Strategy == "" {
+		m.Strategy = store.StrategyNewEntriesOnly
+		if kind == store.MigrationRollback {
+			m.Strategy = store.StrategyMigrateAll
+		}
+	}
+	if j.ActiveVersion == 0 {
+		m.Strategy = store.StrategyNewEntriesOnly // nobody is in flight
+	}
+	switch m.Strategy {
+	case store.StrategyMigrateAll:
+		m.RolloutPercent = 100
+	case store.StrategyGradual:
+		m.RolloutPercent = *req.RolloutPercent
+	}
+	if req.BatchSize != nil {
+		m.BatchSize = *req.BatchSize
+	}
+	if key, ok := callerKey(c); ok {
+		m.CreatedBy = fmt.Sprintf("%s (%s)", key.Name, key.ID)
+	}
+	options, err := json.Marshal(req.options())
+	if err != nil {
+		return m, fmt.Errorf("encode migration options: %w", err)
+	}
+	m.Options = options
+	if j.ActiveVersion == 0 {
+		return m, nil
+	}
+	counts, err := s.store.Instances().CountByVersion(c.Request().Context(), j.TenantID, j.ID)
+	if err != nil {
+		return m, err
+	}
+	for _, vc := range counts {
+		if vc.Version == j.ActiveVersion && !engine.Terminal(vc.Status) {
+			m.Counts.Total += vc.Count
+		}
+	}
+	return m, nil
+}
+
+// loadMigration fetches the :migration of the :id journey.
+func (s *Server) loadMigration(c echo.Context) (store.Migration, error) {
+	m, err := s.store.Migrations().GetMigration(c.Request().Context(), tenantID(c), c.Param("migration"))
+	if err == nil && m.JourneyID != c.Param("id") {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return m, storeError(err, "migration_not_found", "migration")
+	}
+	return m, nil
+}
+
+func (s *Server) listMigrations(c echo.Context) error {
+	j, err := s.loadJourney(c)
+	if err != nil {
+		return err
+	}
+	status, err := oneOf(c, "status", []string{store.MigrationRunning, store.MigrationPaused, store.MigrationPartial,
+		store.MigrationCompleted, store.MigrationAborted, store.MigrationFailed})
+	if err != nil {
+		return err
+	}
+	return listPage(c, func(m store.Migration) string { return m.ID }, func(after string, limit int) ([]store.Migration, error) {
+		return s.store.Migrations().ListMigrations(c.Request().Context(), j.TenantID,
+			store.MigrationFilter{JourneyID: j.ID, Status: status, After: after, Limit: limit})
+	})
+}
+
+func (s *Server) getMigration(c echo.Context) error {
+	m, err := s.loadMigration(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, m)
+}
+
+type rolloutRequest struct {
+	RolloutPercent *int `json:"rollout_percent"`
+}
+
+func (r *rolloutRequest) check() error {
+	if r.RolloutPercent == nil {
+		return missingField("rollout_percent")
+	}
+	return nil
+}
+
+// controlMigration pauses, resumes, aborts or raises the rollout of a
+// migration, through the journey's grain that carries it out.
+func (s *Server) controlMigration(action string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		m, err := s.loadMigration(c)
+		if err != nil {
+			return err
+		}
+		percent := 0
+		if action == actors.MigrationRollout {
+			var req rolloutRequest
+			if err := decodeBody(c, &req); err != nil {
+				return err
+			}
+			percent = *req.RolloutPercent
+		}
+		m, err = s.engine.ControlMigration(c.Request().Context(), m.TenantID, m.JourneyID, m.ID, action, percent)
+		var ge *cluster.GrainError
+		switch {
+		case err == nil:
+			return c.JSON(http.StatusOK, m)
+		case errors.As(err, &ge) && ge.Code == actors.CodeMigrationState:
+			return apiError(http.StatusConflict, ge.Code, ge.Message)
+		case errors.As(err, &ge) && ge.Code == actors.CodeInvalidRollout:
+			e := invalidField("rollout_percent", ge.Message)
+			e.Code = ge.Code
+			return e
+		default:
+			return s.engineError(c, err)
+		}
+	}
+}
+
+type releaseRequest struct {
+	NodeID string `json:"node_id"`
+}
+
+func (r *releaseRequest) check() error {
+	if r.NodeID == "" {
+		return missingField("node_id")
+	}
+	return nil
+}
+
+// releaseInstance sends a held instance's customer to a node of its version.
+func (s *Server) releaseInstance(c echo.Context) error {
+	var req releaseRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	in, err := s.engine.ReleaseInstance(c.Request().Context(), tenantID(c), c.Param("id"), req.NodeID)
+	var ge *cluster.GrainError
+	switch {
+	case err == nil:
+		return c.JSON(http.StatusOK, in)
+	case errors.Is(err, store.ErrNotFound), errors.As(err, &ge) && ge.Code == "instance_not_found":
+		return apiError(http.StatusNotFound, "instance_not_found", "instance not found")
+	case errors.As(err, &ge) && ge.Code == actors.CodeNotHeld:
+		return apiError(http.StatusConflict, ge.Code, ge.Message)
+	case errors.As(err, &ge) && ge.Code == actors.CodeUnknownNode:
+		e := invalidField("node_id", ge.Message)
+		e.Code = ge.Code
+		return e
+	default:
+		return s.engineError(c, err)
+	}
+}
