@@ -1,0 +1,350 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/kalcifer/kalcifer/journey"
+	"github.com/kalcifer/kalcifer/store"
+)
+
+type migration struct {
+	ID             string                `json:"id"`
+	Kind           string                `json:"kind"`
+	FromVersion    int                   `json:"from_version"`
+	ToVersion      int                   `json:"to_version"`
+	Strategy       string                `json:"strategy"`
+	RolloutPercent int                   `json:"rollout_percent"`
+	Status         string                `json:"status"`
+	CreatedBy      string                `json:"created_by"`
+	Counts         store.MigrationCounts `json:"counts"`
+}
+
+type versionedInstance struct {
+	instance
+	Version int `json:"version"`
+}
+
+// draft adds a version with graph to the journey and returns its number.
+func (e *env) draft(journeyID string, graph map[string]any) int {
+	e.t.Helper()
+	v := ok[struct{ Number int }](e.do("POST", "/journeys/"+journeyID+"/versions", map[string]any{"graph": graph}), http.StatusCreated)
+	return v.Number
+}
+
+// change publishes version v (or rolls back to it) with the body and
+// lets the engine carry the migration out.
+func (e *env) change(journeyID string, v int, how string, body map[string]any) migration {
+	e.t.Helper()
+	r := ok[struct{ Migration migration }](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/%s", journeyID, v, how), body), http.StatusOK)
+	e.settle()
+	return e.migration(journeyID, r.Migration.ID)
+}
+
+func (e *env) migration(journeyID, id string) migration {
+	e.t.Helper()
+	return ok[migration](e.do("GET", "/journeys/"+journeyID+"/migrations/"+id, nil), http.StatusOK)
+}
+
+// versioned lists the journey's instances with their versions, by customer.
+func (e *env) versioned(journeyID, query string) map[string]versionedInstance {
+	e.t.Helper()
+	list := ok[struct{ Data []versionedInstance }](e.do("GET", "/journeys/"+journeyID+"/instances?limit=200"+query, nil), http.StatusOK).Data
+	out := map[string]versionedInstance{}
+	for _, in := range list {
+		out[in.CustomerID] = in
+	}
+	return out
+}
+
+// waitForEvent waits for eventType for at most timeout, then branches.
+func waitForEvent(id, eventType, timeout string) map[string]any {
+	return node(id, "wait_for_event", map[string]any{"event_type": eventType, "timeout": timeout})
+}
+
+// offer is v1 of the journey the migration tests change: a day's wait, an
+// email, then three days for a click, with an email either way.
+func offer(eventType, timeout string, withWait bool) map[string]any {
+	nodes := []any{eventEntry("signed_up"), email("e1"), waitForEvent("wfe", eventType, timeout), email("e2"), email("e3")}
+	edges := []any{edge("e1", "wfe", ""), edge("wfe", "e2", "event_received"), edge("wfe", "e3", "timed_out")}
+	if withWait {
+		nodes = append(nodes, wait("w1", "1d"))
+		edges = append(edges, edge("entry", "w1", ""), edge("w1", "e1", ""))
+	} else {
+		edges = append(edges, edge("entry", "e1", ""))
+	}
+	return map[string]any{"nodes": nodes, "edges": edges}
+}
+
+func customers(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return out
+}
+
+// signUp sends each customer a signed_up event and returns the customers'
+// ids by their external ids.
+func (e *env) signUp(ids map[string]string, external ...string) {
+	e.t.Helper()
+	for _, c := range external {
+		r := e.do("PUT", "/customers/"+c, address(c))
+		if r.status != http.StatusOK && r.status != http.StatusCreated {
+			e.t.Fatalf("create %s: %d %s", c, r.status, r.body)
+		}
+		var created struct{ ID string }
+		if err := json.Unmarshal(r.body, &created); err != nil {
+			e.t.Fatal(err)
+		}
+		e.reachable.Store(c, true)
+		ids[c] = created.ID
+		e.event(c, "signed_up", nil)
+	}
+}
+
+// TestMigrateAll moves customers waiting at two nodes to a version that
+// removes one and changes the other's wait: those at the removed wait go
+// on to the email after it, those waiting for the click now wait for a
+// purchase, on a timeout counted from when they began, and nobody is sent
+// anything twice.
+func TestMigrateAll(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		id := e.publish(offer("clicked", "3d", true))
+		ids := map[string]string{}
+		early := customers("early", 5)
+		e.signUp(ids, early...)
+		e.settle()
+		e.advance(24*time.Hour + time.Minute)
+		late := customers("late", 5)
+		e.signUp(ids, late...)
+		e.settle()
+		before := e.versioned(id, "")
+		for _, c := range early {
+			if in := before[ids[c]]; in.Status != store.InstanceWaiting || in.Nodes[0] != "wfe" {
+				t.Fatalf("%s is %s at %v before the migration", c, in.Status, in.Nodes)
+			}
+		}
+
+		v2 := e.draft(id, offer("purchased", "5d", false))
+		dry := ok[struct {
+			Valid  bool
+			Totals map[string]int
+		}](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/publish?dry_run=true", id, v2), map[string]any{"removed_node_policy": "skip_to_next"}), http.StatusOK)
+		if !dry.Valid || dry.Totals[journey.ActionSkip] != 5 || dry.Totals[journey.ActionStay] != 5 {
+			t.Fatalf("dry run: %+v", dry)
+		}
+		m := e.change(id, v2, "publish", map[string]any{"strategy": "migrate_all", "removed_node_policy": "skip_to_next"})
+		want := store.MigrationCounts{Total: 10, Migrated: 10}
+		if m.Status != store.MigrationCompleted || m.Counts != want || m.Kind != store.MigrationPublish || m.FromVersion != 1 || m.ToVersion != v2 {
+			t.Fatalf("migration %+v, want completed with %+v", m, want)
+		}
+		if m.CreatedBy == "" {
+			t.Error("the migration does not say who started it")
+		}
+		after := e.versioned(id, "")
+		for _, c := range append(early, late...) {
+			in := after[ids[c]]
+			if in.Version != v2 || in.Status != store.InstanceWaiting || in.Nodes[0] != "wfe" {
+				t.Fatalf("%s is on version %d, %s at %v after the migration", c, in.Version, in.Status, in.Nodes)
+			}
+			e.sent(in.ID, "e1")
+		}
+
+		// The wait now listens for purchases, not clicks.
+		e.event(early[0], "clicked", nil)
+		e.event(early[1], "purchased", nil)
+		e.settle()
+		after = e.versioned(id, "")
+		if in := after[ids[early[0]]]; in.Status != store.InstanceWaiting {
+			t.Fatalf("a click moved %s: %s", early[0], in.Status)
+		}
+		if in := after[ids[early[1]]]; in.Status != store.InstanceCompleted {
+			t.Fatalf("a purchase did not move %s: %s", early[1], in.Status)
+		}
+		e.sent(after[ids[early[1]]].ID, "e1", "e2")
+
+		// The early ones began waiting a day in; five days from then, not
+		// three, they time out.
+		e.advance(3*24*time.Hour + time.Hour)
+		if in := e.versioned(id, "")[ids[early[0]]]; in.Status != store.InstanceWaiting {
+			t.Fatalf("%s timed out on the old timeout: %s", early[0], in.Status)
+		}
+		e.advance(2 * 24 * time.Hour)
+		final := e.versioned(id, "")
+		for _, c := range early[2:] {
+			if in := final[ids[c]]; in.Status != store.InstanceCompleted {
+				t.Fatalf("%s is %s after the new timeout", c, in.Status)
+			}
+			e.sent(final[ids[c]].ID, "e1", "e3")
+		}
+
+		// A customer entering now runs the new version.
+		e.signUp(ids, "newcomer")
+		e.settle()
+		if in := e.versioned(id, "")[ids["newcomer"]]; in.Version != v2 {
+			t.Fatalf("a new entry runs version %d", in.Version)
+		}
+		byVersion := ok[struct {
+			Data []struct{ Version, Active int }
+		}](e.do("GET", "/journeys/"+id+"/instances/by-version", nil), http.StatusOK)
+		for _, v := range byVersion.Data {
+			if v.Version == 1 && v.Active != 0 {
+				t.Fatalf("%d customers are still on version 1", v.Active)
+			}
+		}
+		list := ok[struct{ Data []migration }](e.do("GET", "/journeys/"+id+"/migrations", nil), http.StatusOK).Data
+		if len(list) != 2 || list[0].ID != m.ID || list[1].Strategy != store.StrategyNewEntriesOnly {
+			t.Fatalf("migrations %+v, want this one then the first publish", list)
+		}
+	})
+}
+
+// TestMigrationHoldAndRelease holds customers at a removed node until
+// they are released to a node of their new version.
+func TestMigrationHoldAndRelease(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		id := e.publish(offer("clicked", "3d", true))
+		ids := map[string]string{}
+		e.signUp(ids, customers("c", 3)...)
+		e.settle()
+		v2 := e.draft(id, offer("clicked", "3d", false))
+		m := e.change(id, v2, "publish", map[string]any{"strategy": "migrate_all", "removed_node_policy": "hold"})
+		if m.Counts != (store.MigrationCounts{Total: 3, Held: 3}) || m.Status != store.MigrationCompleted {
+			t.Fatalf("migration %+v, want 3 held", m)
+		}
+		held := e.versioned(id, "&status=held")
+		if len(held) != 3 {
+			t.Fatalf("%d held instances listed, want 3", len(held))
+		}
+		in := held[ids["c0"]]
+		e.do("POST", "/instances/"+in.ID+"/release", map[string]any{"node_id": "nowhere"}).fails(http.StatusBadRequest, "unknown_node")
+		released := ok[versionedInstance](e.do("POST", "/instances/"+in.ID+"/release", map[string]any{"node_id": "e1"}), http.StatusOK)
+		if released.Status != store.InstanceWaiting || released.Nodes[0] != "wfe" {
+			t.Fatalf("released instance is %s at %v", released.Status, released.Nodes)
+		}
+		e.settle()
+		e.sent(in.ID, "e1")
+		e.do("POST", "/instances/"+in.ID+"/release", map[string]any{"node_id": "e1"}).fails(http.StatusConflict, "not_held")
+		// Held customers still leave on the journey's exit criteria… and
+		// hold their place: no re-entry while held.
+		e.event("c1", "signed_up", nil)
+		e.settle()
+		if n := len(e.versioned(id, "&status=held")); n != 2 {
+			t.Fatalf("%d held after a repeated sign-up, want 2", n)
+		}
+	})
+}
+
+// TestGradualRolloutAndRollback moves a percentage of the customers,
+// then the rest, then rolls everyone back.
+func TestGradualRolloutAndRollback(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		g1 := chain(eventEntry("signed_up"), wait("w1", "1d"), email("e1"))
+		id := e.publish(g1)
+		all := customers("c", 60)
+		for _, c := range all {
+			e.event(c, "signed_up", nil)
+		}
+		e.settle()
+		v2 := e.draft(id, chain(eventEntry("signed_up"), wait("w1", "2d"), email("e1")))
+		m := e.change(id, v2, "publish", map[string]any{"strategy": "gradual", "rollout_percent": 30, "batch_size": 7})
+		moved := 0
+		for _, in := range e.versioned(id, "") {
+			if journey.InRollout(in.ID, 30) != (in.Version == v2) {
+				t.Fatalf("instance %s is on version %d at 30%%", in.ID, in.Version)
+			}
+			if in.Version == v2 {
+				moved++
+			}
+		}
+		if m.Status != store.MigrationPartial || m.Counts.Migrated != moved || m.Counts.Skipped != 60-moved || moved == 0 {
+			t.Fatalf("migration %+v, want partial with %d moved", m, moved)
+		}
+		e.do("POST", "/journeys/"+id+"/migrations/"+m.ID+"/rollout", map[string]any{"rollout_percent": 20}).
+			fails(http.StatusBadRequest, "invalid_rollout_percent")
+		ok[migration](e.do("POST", "/journeys/"+id+"/migrations/"+m.ID+"/rollout", map[string]any{"rollout_percent": 100}), http.StatusOK)
+		e.settle()
+		if m = e.migration(id, m.ID); m.Status != store.MigrationCompleted || m.Counts.Migrated != 60 {
+			t.Fatalf("after the full rollout: %+v", m)
+		}
+		// Re-timed to two days from when they began: nothing after one.
+		e.advance(24*time.Hour + time.Hour)
+		for c, in := range e.versioned(id, "") {
+			if in.Version != v2 || in.Status != store.InstanceWaiting {
+				t.Fatalf("%s is on version %d, %s", c, in.Version, in.Status)
+			}
+		}
+		back := e.change(id, 1, "rollback", nil)
+		if back.Kind != store.MigrationRollback || back.Strategy != store.StrategyMigrateAll || back.Counts.Migrated != 60 || back.Status != store.MigrationCompleted {
+			t.Fatalf("rollback %+v", back)
+		}
+		// Back on one day from when they began, which is past: due now.
+		e.settle()
+		for c, in := range e.versioned(id, "") {
+			if in.Version != 1 || in.Status != store.InstanceCompleted {
+				t.Fatalf("%s is on version %d, %s after the rollback", c, in.Version, in.Status)
+			}
+			e.sent(in.ID, "e1")
+		}
+		e.do("POST", fmt.Sprintf("/journeys/%s/versions/1/rollback", id), nil).fails(http.StatusConflict, "version_active")
+	})
+}
+
+// TestMigrationControls pauses, resumes and aborts migrations through the
+// API; a migration in progress keeps the journey from changing version.
+func TestMigrationControls(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		g1 := chain(eventEntry("signed_up"), wait("w1", "1d"), email("e1"))
+		id := e.publish(g1)
+		const n = 100
+		e.signUp(map[string]string{}, customers("c", n)...)
+		e.settle()
+		v2 := e.draft(id, chain(eventEntry("signed_up"), wait("w1", "2d"), email("e1")))
+		// Started in the store, so that nothing kicks it but the runtime's
+		// first recovery pass, which may or may not have run yet: the
+		// pause lands after a few batches of one at most.
+		options, _ := json.Marshal(journey.MigrationOptions{})
+		_, m, err := e.store.Migrations().StartMigration(context.Background(), store.Migration{TenantID: e.tenant.ID, JourneyID: id,
+			Kind: store.MigrationPublish, FromVersion: 1, ToVersion: v2, Strategy: store.StrategyMigrateAll, RolloutPercent: 100,
+			BatchSize: 1, Options: options, CreatedAt: e.clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := "/journeys/" + id + "/migrations/" + m.ID
+		paused := ok[migration](e.do("POST", path+"/pause", nil), http.StatusOK)
+		if paused.Status != store.MigrationPaused || paused.Counts.Migrated >= n {
+			t.Fatalf("paused migration: %+v", paused)
+		}
+		e.do("POST", path+"/pause", nil).fails(http.StatusConflict, "invalid_migration_state")
+		v3 := e.draft(id, g1)
+		e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/publish", id, v3), nil).fails(http.StatusConflict, "migration_in_progress")
+		e.settle()
+		if still := e.migration(id, m.ID); still.Counts != paused.Counts {
+			t.Fatalf("a paused migration moved on: %+v, then %+v", paused.Counts, still.Counts)
+		}
+		if on1 := len(e.versioned(id, "&version=1")); on1 != n-paused.Counts.Migrated {
+			t.Fatalf("%d on version 1 while paused after %d migrated", on1, paused.Counts.Migrated)
+		}
+		ok[migration](e.do("POST", path+"/resume", nil), http.StatusOK)
+		e.settle()
+		if m := e.migration(id, m.ID); m.Status != store.MigrationCompleted || m.Counts.Migrated != n {
+			t.Fatalf("resumed migration ended %+v", m)
+		}
+		e.do("POST", path+"/abort", nil).fails(http.StatusConflict, "invalid_migration_state")
+
+		m2 := ok[struct{ Migration migration }](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/publish", id, v3),
+			map[string]any{"strategy": "gradual", "rollout_percent": 1}), http.StatusOK).Migration
+		e.settle()
+		if a := ok[migration](e.do("POST", "/journeys/"+id+"/migrations/"+m2.ID+"/abort", nil), http.StatusOK); a.Status != store.MigrationAborted {
+			t.Fatalf("aborted migration is %s", a.Status)
+		}
+		e.do("POST", "/journeys/"+id+"/migrations/"+m2.ID+"/rollout", map[string]any{"rollout_percent": 50}).
+			fails(http.StatusConflict, "invalid_migration_state")
+		e.do("GET", "/journeys/"+id+"/migrations/mig_nope", nil).fails(http.StatusNotFound, "migration_not_found")
+	})
+}
