@@ -322,20 +322,26 @@ func (s *Server) controlMigration(action string) echo.HandlerFunc {
 			percent = *req.RolloutPercent
 		}
 		m, err = s.engine.ControlMigration(c.Request().Context(), m.TenantID, m.JourneyID, m.ID, action, percent)
-		var ge *cluster.GrainError
-		switch {
-		case err == nil:
-			return c.JSON(http.StatusOK, m)
-		case errors.As(err, &ge) && ge.Code == actors.CodeMigrationState:
-			return apiError(http.StatusConflict, ge.Code, ge.Message)
-		case errors.As(err, &ge) && ge.Code == actors.CodeInvalidRollout:
-			e := invalidField("rollout_percent", ge.Message)
-			e.Code = ge.Code
-			return e
-		default:
-			return s.engineError(c, err)
+		if err != nil {
+			return s.refusal(c, err, actors.CodeMigrationState, actors.CodeInvalidRollout, "rollout_percent")
 		}
+		return c.JSON(http.StatusOK, m)
 	}
+}
+
+// refusal maps what the engine answered a control with: the grain code
+// conflict is a 409, invalid a 400 about field, anything else an engine error.
+func (s *Server) refusal(c echo.Context, err error, conflict, invalid, field string) error {
+	var ge *cluster.GrainError
+	switch {
+	case errors.As(err, &ge) && ge.Code == conflict:
+		return apiError(http.StatusConflict, ge.Code, ge.Message)
+	case errors.As(err, &ge) && ge.Code == invalid:
+		e := invalidField(field, ge.Message)
+		e.Code = ge.Code
+		return e
+	}
+	return s.engineError(c, err)
 }
 
 type releaseRequest struct {
@@ -362,13 +368,6 @@ func (s *Server) releaseInstance(c echo.Context) error {
 		return c.JSON(http.StatusOK, in)
 	case errors.Is(err, store.ErrNotFound), errors.As(err, &ge) && ge.Code == "instance_not_found":
 		return apiError(http.StatusNotFound, "instance_not_found", "instance not found")
-	case errors.As(err, &ge) && ge.Code == actors.CodeNotHeld:
-		return apiError(http.StatusConflict, ge.Code, ge.Message)
-	case errors.As(err, &ge) && ge.Code == actors.CodeUnknownNode:
-		e := invalidField("node_id", ge.Message)
-		e.Code = ge.Code
-		return e
-	default:
-		return s.engineError(c, err)
 	}
+	return s.refusal(c, err, actors.CodeNotHeld, actors.CodeUnknownNode, "node_id")
 }

@@ -12,18 +12,6 @@ import (
 	"github.com/kalcifer/kalcifer/store"
 )
 
-type migration struct {
-	ID             string                `json:"id"`
-	Kind           string                `json:"kind"`
-	FromVersion    int                   `json:"from_version"`
-	ToVersion      int                   `json:"to_version"`
-	Strategy       string                `json:"strategy"`
-	RolloutPercent int                   `json:"rollout_percent"`
-	Status         string                `json:"status"`
-	CreatedBy      string                `json:"created_by"`
-	Counts         store.MigrationCounts `json:"counts"`
-}
-
 type versionedInstance struct {
 	instance
 	Version int `json:"version"`
@@ -38,16 +26,16 @@ func (e *env) draft(journeyID string, graph map[string]any) int {
 
 // change publishes version v (or rolls back to it) with the body and
 // lets the engine carry the migration out.
-func (e *env) change(journeyID string, v int, how string, body map[string]any) migration {
+func (e *env) change(journeyID string, v int, how string, body map[string]any) store.Migration {
 	e.t.Helper()
-	r := ok[struct{ Migration migration }](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/%s", journeyID, v, how), body), http.StatusOK)
+	r := ok[struct{ Migration store.Migration }](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/%s", journeyID, v, how), body), http.StatusOK)
 	e.settle()
 	return e.migration(journeyID, r.Migration.ID)
 }
 
-func (e *env) migration(journeyID, id string) migration {
+func (e *env) migration(journeyID, id string) store.Migration {
 	e.t.Helper()
-	return ok[migration](e.do("GET", "/journeys/"+journeyID+"/migrations/"+id, nil), http.StatusOK)
+	return ok[store.Migration](e.do("GET", "/journeys/"+journeyID+"/migrations/"+id, nil), http.StatusOK)
 }
 
 // versioned lists the journey's instances with their versions, by customer.
@@ -197,7 +185,7 @@ func TestMigrateAll(t *testing.T) {
 				t.Fatalf("%d customers are still on version 1", v.Active)
 			}
 		}
-		list := ok[struct{ Data []migration }](e.do("GET", "/journeys/"+id+"/migrations", nil), http.StatusOK).Data
+		list := ok[struct{ Data []store.Migration }](e.do("GET", "/journeys/"+id+"/migrations", nil), http.StatusOK).Data
 		if len(list) != 2 || list[0].ID != m.ID || list[1].Strategy != store.StrategyNewEntriesOnly {
 			t.Fatalf("migrations %+v, want this one then the first publish", list)
 		}
@@ -267,7 +255,7 @@ func TestGradualRolloutAndRollback(t *testing.T) {
 		}
 		e.do("POST", "/journeys/"+id+"/migrations/"+m.ID+"/rollout", map[string]any{"rollout_percent": 20}).
 			fails(http.StatusBadRequest, "invalid_rollout_percent")
-		ok[migration](e.do("POST", "/journeys/"+id+"/migrations/"+m.ID+"/rollout", map[string]any{"rollout_percent": 100}), http.StatusOK)
+		ok[store.Migration](e.do("POST", "/journeys/"+id+"/migrations/"+m.ID+"/rollout", map[string]any{"rollout_percent": 100}), http.StatusOK)
 		e.settle()
 		if m = e.migration(id, m.ID); m.Status != store.MigrationCompleted || m.Counts.Migrated != 60 {
 			t.Fatalf("after the full rollout: %+v", m)
@@ -296,7 +284,7 @@ func TestGradualRolloutAndRollback(t *testing.T) {
 }
 
 // TestMigrationControls pauses, resumes and aborts migrations through the
-// API; a migration in progress keeps the journey from changing version.
+// API; a store.Migration in progress keeps the journey from changing version.
 func TestMigrationControls(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		g1 := chain(eventEntry("signed_up"), wait("w1", "1d"), email("e1"))
@@ -316,7 +304,7 @@ func TestMigrationControls(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := "/journeys/" + id + "/migrations/" + m.ID
-		paused := ok[migration](e.do("POST", path+"/pause", nil), http.StatusOK)
+		paused := ok[store.Migration](e.do("POST", path+"/pause", nil), http.StatusOK)
 		if paused.Status != store.MigrationPaused || paused.Counts.Migrated >= n {
 			t.Fatalf("paused migration: %+v", paused)
 		}
@@ -325,23 +313,23 @@ func TestMigrationControls(t *testing.T) {
 		e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/publish", id, v3), nil).fails(http.StatusConflict, "migration_in_progress")
 		e.settle()
 		if still := e.migration(id, m.ID); still.Counts != paused.Counts {
-			t.Fatalf("a paused migration moved on: %+v, then %+v", paused.Counts, still.Counts)
+			t.Fatalf("a paused store.Migration moved on: %+v, then %+v", paused.Counts, still.Counts)
 		}
 		if on1 := len(e.versioned(id, "&version=1")); on1 != n-paused.Counts.Migrated {
 			t.Fatalf("%d on version 1 while paused after %d migrated", on1, paused.Counts.Migrated)
 		}
-		ok[migration](e.do("POST", path+"/resume", nil), http.StatusOK)
+		ok[store.Migration](e.do("POST", path+"/resume", nil), http.StatusOK)
 		e.settle()
 		if m := e.migration(id, m.ID); m.Status != store.MigrationCompleted || m.Counts.Migrated != n {
-			t.Fatalf("resumed migration ended %+v", m)
+			t.Fatalf("resumed store.Migration ended %+v", m)
 		}
 		e.do("POST", path+"/abort", nil).fails(http.StatusConflict, "invalid_migration_state")
 
-		m2 := ok[struct{ Migration migration }](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/publish", id, v3),
+		m2 := ok[struct{ Migration store.Migration }](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/publish", id, v3),
 			map[string]any{"strategy": "gradual", "rollout_percent": 1}), http.StatusOK).Migration
 		e.settle()
-		if a := ok[migration](e.do("POST", "/journeys/"+id+"/migrations/"+m2.ID+"/abort", nil), http.StatusOK); a.Status != store.MigrationAborted {
-			t.Fatalf("aborted migration is %s", a.Status)
+		if a := ok[store.Migration](e.do("POST", "/journeys/"+id+"/migrations/"+m2.ID+"/abort", nil), http.StatusOK); a.Status != store.MigrationAborted {
+			t.Fatalf("aborted store.Migration is %s", a.Status)
 		}
 		e.do("POST", "/journeys/"+id+"/migrations/"+m2.ID+"/rollout", map[string]any{"rollout_percent": 50}).
 			fails(http.StatusConflict, "invalid_migration_state")
