@@ -220,18 +220,23 @@ func (c *testCluster) sentLogs() map[string][]int {
 		logs := slices.Clone(n.logs)
 		n.mu.Unlock()
 		for _, buf := range logs {
-			for line := range strings.SplitSeq(buf.String(), "\n") {
-				var rec struct {
-					Msg        string `json:"msg"`
-					DeliveryID string `json:"delivery_id"`
-				}
-				if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "delivery sent" {
-					out[rec.DeliveryID] = append(out[rec.DeliveryID], i)
-				}
-			}
+			addSent(out, i, buf)
 		}
 	}
 	return out
+}
+
+// addSent adds the deliveries buf logs as sent to out, as sent by who.
+func addSent(out map[string][]int, who int, buf *syncBuffer) {
+	for line := range strings.SplitSeq(buf.String(), "\n") {
+		var rec struct {
+			Msg        string `json:"msg"`
+			DeliveryID string `json:"delivery_id"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "delivery sent" {
+			out[rec.DeliveryID] = append(out[rec.DeliveryID], who)
+		}
+	}
 }
 
 // tryCall is server.call for a node that may be down: transport errors are returned, not fatal.
@@ -338,7 +343,8 @@ func lastLines(s string, n int) string {
 // checkJourneyRan asserts what a journey of three sends must leave: every instance completed once per
 // customer, one delivery per send node (each key once), one node execution per node of the path, and
 // each delivery sent once, except that one the killed node sent but died before recording is sent once
-// more by a survivor (the log provider takes no idempotency key); those are counted and returned.
+// more by a survivor (the outbox resends an interrupted attempt under the same idempotency key, which
+// the log provider takes but cannot deduplicate); those are counted and returned.
 func (c *testCluster) checkJourneyRan(journeyID string, customers int, killed int) (resent int) {
 	c.t.Helper()
 	s := c.live()[0].server()

@@ -90,19 +90,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatalf("want exactly %d instances (one per customer), got %d", crashCustomers, len(all))
 	}
 	deliveries := listAll(t, s, key, "/deliveries")
-	perInstance := map[string]map[string]int{}
-	keys := map[string]bool{}
-	for _, d := range deliveries {
-		in, node, k := d["instance_id"].(string), d["node_id"].(string), d["key"].(string)
-		if keys[k] {
-			t.Errorf("delivery key %s appears twice", k)
-		}
-		keys[k] = true
-		if perInstance[in] == nil {
-			perInstance[in] = map[string]int{}
-		}
-		perInstance[in][node]++
-	}
+	perInstance := deliveriesByInstance(t, deliveries)
 	if len(deliveries) != 3*crashCustomers {
 		t.Errorf("want %d deliveries, got %d", 3*crashCustomers, len(deliveries))
 	}
@@ -118,6 +106,26 @@ func (s *server) kill(t testing.TB) {
 	s.stopped.Store(true)
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
 	<-s.exited
+}
+
+// deliveriesByInstance counts deliveries by instance and node, and fails
+// the test if two share a key.
+func deliveriesByInstance(t testing.TB, deliveries []map[string]any) map[string]map[string]int {
+	t.Helper()
+	perInstance := map[string]map[string]int{}
+	keys := map[string]bool{}
+	for _, d := range deliveries {
+		in, node, k := d["instance_id"].(string), d["node_id"].(string), d["key"].(string)
+		if keys[k] {
+			t.Errorf("delivery key %s appears twice", k)
+		}
+		keys[k] = true
+		if perInstance[in] == nil {
+			perInstance[in] = map[string]int{}
+		}
+		perInstance[in][node]++
+	}
+	return perInstance
 }
 
 func createAndPublish(t testing.TB, s *server, key, body string) string {
