@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/kalcifer/kalcifer/actors"
+	"github.com/kalcifer/kalcifer/journey"
 	"github.com/kalcifer/kalcifer/nodes"
 	"github.com/kalcifer/kalcifer/store"
 	"github.com/kalcifer/kalcifer/store/postgres"
@@ -253,4 +254,69 @@ func BenchmarkRuntimeWaitingRSS(b *testing.B) {
 		runtime.GC()
 		b.ReportMetric(float64(rssKB())/1024, "rss_waiting_MB")
 	}
+}
+
+// BenchmarkRuntimeMigrate: n customers wait in a wait_for_event; version 2
+// changes the event it waits for and its timeout, and a migrate_all moves
+// them all. Reports the dry run's time (counting the customers at each
+// node and planning) and the migration's, from the kick to the record
+// saying completed.
+func BenchmarkRuntimeMigrate(b *testing.B) {
+	rig := newBenchRig(b)
+	ctx := context.Background()
+	for b.Loop() {
+		journeyID := rig.publish(b, waitGraph)
+		rig.enrolAll(b, journeyID, *benchN)
+		v2 := strings.Replace(strings.Replace(waitGraph, `"ping"`, `"pong"`, 1), `"30d"`, `"60d"`, 1)
+		if _, err := rig.st.Journeys().CreateVersion(ctx, rig.tenant.ID, journeyID, []byte(v2), time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		from, to := decodeGraph(b, waitGraph), decodeGraph(b, v2)
+
+		start := time.Now()
+		counts, err := rig.st.Instances().CountAtNodes(ctx, rig.tenant.ID, journeyID, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		occupied := map[string]bool{}
+		for id := range counts {
+			occupied[id] = true
+		}
+		if _, problems := journey.PlanMigration(from, to, journey.MigrationOptions{}, occupied); len(problems) > 0 || counts["w"] != *benchN {
+			b.Fatalf("dry run: %d at w, problems %+v", counts["w"], problems)
+		}
+		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "dry_run_ms")
+
+		start = time.Now()
+		_, m, err := rig.st.Migrations().StartMigration(ctx, store.Migration{TenantID: rig.tenant.ID, JourneyID: journeyID,
+			Kind: store.MigrationPublish, FromVersion: 1, ToVersion: 2, Strategy: store.StrategyMigrateAll, RolloutPercent: 100,
+			BatchSize: 500, Options: []byte(`{}`), CreatedAt: start})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := rig.rt.RunMigration(ctx, rig.tenant.ID, journeyID, m.ID); err != nil {
+			b.Fatal(err)
+		}
+		for !store.MigrationFinished(m.Status) {
+			time.Sleep(20 * time.Millisecond)
+			if m, err = rig.st.Migrations().GetMigration(ctx, rig.tenant.ID, m.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+		elapsed := time.Since(start)
+		if m.Status != store.MigrationCompleted || m.Counts.Migrated != *benchN {
+			b.Fatalf("migration ended %+v", m)
+		}
+		b.ReportMetric(elapsed.Seconds(), "migration_s")
+		b.ReportMetric(float64(*benchN)/elapsed.Seconds(), "migrated/s")
+	}
+}
+
+func decodeGraph(b *testing.B, raw string) journey.Graph {
+	b.Helper()
+	g, err := journey.Decode([]byte(raw))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return g
 }
