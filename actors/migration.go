@@ -110,6 +110,10 @@ func (g *journeyGrain) loadRun(ctx context.Context, id string) (*migrationRun, e
 		return nil, &cluster.GrainError{Code: codeMigrationElsewhere, Message: fmt.Sprintf("migration %s is of journey %s", id, m.JourneyID)}
 	}
 	run := &migrationRun{m: m}
+	// Enrolments read the active version from the grain's info: reading it
+	// again now, the migration's first message, makes every enrolment from
+	// here on run the version the migration moves customers to.
+	g.info = nil
 	if !store.MigrationFinished(m.Status) {
 		plan, err := g.planMigration(ctx, m)
 		if err != nil {

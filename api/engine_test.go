@@ -135,6 +135,7 @@ var engineRoutes = []struct{ path, body string }{
 	{"/instances/ins_1/resume", ``},
 	{"/instances/ins_1/cancel", `{"reason":"done"}`},
 	{"/instances/ins_1/release", `{"node_id":"n1"}`},
+	{"/journeys/jrn_1/instances/release", `{"node_id":"n1"}`},
 	{"/journeys/jrn_1/migrations/mig_1/pause", ``},
 	{"/journeys/jrn_1/migrations/mig_1/resume", ``},
 	{"/journeys/jrn_1/migrations/mig_1/abort", ``},

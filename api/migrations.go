@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 
@@ -370,4 +371,104 @@ func (s *Server) releaseInstance(c echo.Context) error {
 		return apiError(http.StatusNotFound, "instance_not_found", "instance not found")
 	}
 	return s.refusal(c, err, actors.CodeNotHeld, actors.CodeUnknownNode, "node_id")
+}
+
+// maxRelease bounds the held instances one call releases; a client
+// releases more by calling again while more is true.
+const maxRelease = 1000
+
+type releaseHeldRequest struct {
+	NodeID string `json:"node_id"`
+	// FromNode, if set, releases only the instances held at that node.
+	FromNode string `json:"from_node"`
+	Limit    *int   `json:"limit"`
+}
+
+func (r *releaseHeldRequest) check() error {
+	switch {
+	case r.NodeID == "":
+		return missingField("node_id")
+	case r.Limit != nil && (*r.Limit < 1 || *r.Limit > maxRelease):
+		return invalidField("limit", fmt.Sprintf("must be from 1 to %d", maxRelease))
+	}
+	return nil
+}
+
+// releaseFailure is a held instance that could not be released.
+type releaseFailure struct {
+	InstanceID string `json:"instance_id"`
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+}
+
+type releaseHeldResponse struct {
+	Released int              `json:"released"`
+	Failed   []releaseFailure `json:"failed"`
+	// More says held instances remain that this call did not take.
+	More bool `json:"more"`
+}
+
+// releaseHeld releases a journey's held instances, those held at one node
+// or all, to a node of the active version, up to limit (500 by default) per
+// call, several at a time.
+func (s *Server) releaseHeld(c echo.Context) error {
+	var req releaseHeldRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	j, err := s.loadJourney(c)
+	if err != nil {
+		return err
+	}
+	active, _, err := s.activeGraph(c, j)
+	if err != nil {
+		return err
+	}
+	if _, ok := active.Node(req.NodeID); !ok {
+		e := invalidField("node_id", fmt.Sprintf("the active version %d has no node %q", j.ActiveVersion, req.NodeID))
+		e.Code = actors.CodeUnknownNode
+		return e
+	}
+	limit := 500
+	if req.Limit != nil {
+		limit = *req.Limit
+	}
+	ctx := c.Request().Context()
+	held, err := s.store.Instances().ListInstances(ctx, j.TenantID, store.InstanceFilter{JourneyID: j.ID,
+		Status: store.InstanceHeld, NodeID: req.FromNode, Limit: limit + 1})
+	if err != nil {
+		return fmt.Errorf("list held instances: %w", err)
+	}
+	res := releaseHeldResponse{Failed: []releaseFailure{}, More: len(held) > limit}
+	held = held[:min(len(held), limit)]
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, in := range held {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			_, err := s.engine.ReleaseInstance(ctx, j.TenantID, in.ID, req.NodeID)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				res.Released++
+				return
+			}
+			f := releaseFailure{InstanceID: in.ID, Code: "internal", Message: "the instance could not be released"}
+			var ge *cluster.GrainError
+			switch {
+			case errors.As(err, &ge):
+				f.Code, f.Message = ge.Code, ge.Message
+			case cluster.Retryable(err):
+				f.Code, f.Message = "engine_unavailable", "the engine is unavailable; retry shortly"
+			default:
+				s.log.ErrorContext(ctx, "release held instance", slog.String("instance_id", in.ID), slog.Any("error", err))
+			}
+			res.Failed = append(res.Failed, f)
+		}()
+	}
+	wg.Wait()
+	return c.JSON(http.StatusOK, res)
 }

@@ -275,6 +275,7 @@ func (s *Server) routes() {
 		g.POST("/instances/:id/"+action, s.instanceAction(action), engine...)
 	}
 	g.POST("/instances/:id/release", s.releaseInstance, engine...)
+	g.POST("/journeys/:id/instances/release", s.releaseHeld, engine...)
 	for _, action := range []string{actors.MigrationPause, actors.MigrationResume, actors.MigrationAbort, actors.MigrationRollout} {
 		g.POST("/journeys/:id/migrations/:migration/"+action, s.controlMigration(action), engine...)
 	}

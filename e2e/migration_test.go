@@ -218,12 +218,35 @@ func TestMigrationHoldAndRelease(t *testing.T) {
 		e.settle()
 		e.sent(in.ID, "e1")
 		e.do("POST", "/instances/"+in.ID+"/release", map[string]any{"node_id": "e1"}).fails(http.StatusConflict, "not_held")
-		// Held customers still leave on the journey's exit criteria… and
-		// hold their place: no re-entry while held.
+		// Held customers hold their place: no re-entry while held.
 		e.event("c1", "signed_up", nil)
 		e.settle()
 		if n := len(e.versioned(id, "&status=held")); n != 2 {
 			t.Fatalf("%d held after a repeated sign-up, want 2", n)
+		}
+		release := "/journeys/" + id + "/instances/release"
+		e.do("POST", release, map[string]any{"node_id": "w1"}).fails(http.StatusBadRequest, "unknown_node")
+		e.do("POST", release, map[string]any{"node_id": "e1", "limit": 0}).fails(http.StatusBadRequest, "invalid_field")
+		type bulk struct {
+			Released int
+			Failed   []struct{ InstanceID, Code string }
+			More     bool
+		}
+		if r := ok[bulk](e.do("POST", release, map[string]any{"node_id": "e1", "from_node": "elsewhere"}), http.StatusOK); r.Released != 0 || r.More {
+			t.Fatalf("released from a node nobody is held at: %+v", r)
+		}
+		if r := ok[bulk](e.do("POST", release, map[string]any{"node_id": "e1", "from_node": "w1", "limit": 1}), http.StatusOK); r.Released != 1 || !r.More || len(r.Failed) != 0 {
+			t.Fatalf("first bulk release: %+v", r)
+		}
+		if r := ok[bulk](e.do("POST", release, map[string]any{"node_id": "e1"}), http.StatusOK); r.Released != 1 || r.More {
+			t.Fatalf("second bulk release: %+v", r)
+		}
+		e.settle()
+		for _, in := range e.versioned(id, "") {
+			if in.Status != store.InstanceWaiting || in.Nodes[0] != "wfe" {
+				t.Fatalf("%s is %s at %v after the releases", in.ID, in.Status, in.Nodes)
+			}
+			e.sent(in.ID, "e1")
 		}
 	})
 }
