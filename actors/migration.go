@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -46,8 +47,9 @@ const pendingStale = time.Minute
 // migrationRun is the migration a journey grain is carrying out.
 type migrationRun struct {
 	m store.Migration
-	// planJSON is the journey.MigrationPlan every instance applies.
-	planJSON []byte
+	// plans hold, by version, the journey.MigrationPlan (as JSON) the
+	// instances on that version apply.
+	plans map[int][]byte
 	// pendingSince is when the grain sent itself its next batch, zero
 	// when none is on its way.
 	pendingSince time.Time
@@ -109,41 +111,35 @@ func (g *journeyGrain) loadRun(ctx context.Context, id string) (*migrationRun, e
 	if m.JourneyID != g.journeyID {
 		return nil, &cluster.GrainError{Code: codeMigrationElsewhere, Message: fmt.Sprintf("migration %s is of journey %s", id, m.JourneyID)}
 	}
-	run := &migrationRun{m: m}
 	// Enrolments read the active version from the grain's info: reading it
 	// again now, the migration's first message, makes every enrolment from
 	// here on run the version the migration moves customers to.
 	g.info = nil
-	if !store.MigrationFinished(m.Status) {
-		plan, err := g.planMigration(ctx, m)
-		if err != nil {
-			return nil, err
-		}
-		if run.planJSON, err = json.Marshal(plan); err != nil {
-			return nil, fmt.Errorf("encode plan of migration %s: %w", id, err)
-		}
-	}
-	g.run = run
-	return run, nil
+	g.run = &migrationRun{m: m, plans: map[int][]byte{}}
+	return g.run, nil
 }
 
-// planMigration plans the move between the migration's versions. The plan
-// was checked against the nodes customers were at when it started; a node
-// with a problem that customers have reached since holds them, since a
-// plan with problems could lose them or move them backwards.
-func (g *journeyGrain) planMigration(ctx context.Context, m store.Migration) (journey.MigrationPlan, error) {
-	from, err := g.rt.plans.get(ctx, g.tenantID, g.journeyID, m.FromVersion)
-	if err != nil {
-		return journey.MigrationPlan{}, err
+// plan is the plan, as JSON, of the move from version to the migration's
+// version. It was checked against the nodes customers were at when the
+// migration started; a node with a problem that customers have reached
+// since holds them, since a plan with problems could lose them or move
+// them backwards.
+func (g *journeyGrain) plan(ctx context.Context, run *migrationRun, version int) ([]byte, error) {
+	if p, ok := run.plans[version]; ok {
+		return p, nil
 	}
-	to, err := g.rt.plans.get(ctx, g.tenantID, g.journeyID, m.ToVersion)
+	from, err := g.rt.plans.get(ctx, g.tenantID, g.journeyID, version)
 	if err != nil {
-		return journey.MigrationPlan{}, err
+		return nil, err
+	}
+	to, err := g.rt.plans.get(ctx, g.tenantID, g.journeyID, run.m.ToVersion)
+	if err != nil {
+		return nil, err
 	}
 	var opts journey.MigrationOptions
-	if len(m.Options) > 0 {
-		if err := json.Unmarshal(m.Options, &opts); err != nil {
-			return journey.MigrationPlan{}, fmt.Errorf("decode options of migration %s: %w", m.ID, err)
+	if len(run.m.Options) > 0 {
+		if err := json.Unmarshal(run.m.Options, &opts); err != nil {
+			return nil, fmt.Errorf("decode options of migration %s: %w", run.m.ID, err)
 		}
 	}
 	plan, problems := journey.PlanMigration(from.Graph(), to.Graph(), opts, nil)
@@ -154,19 +150,27 @@ func (g *journeyGrain) planMigration(ctx context.Context, m store.Migration) (jo
 			}
 		}
 	}
-	return plan, nil
+	encoded, err := json.Marshal(plan)
+	if err != nil {
+		return nil, fmt.Errorf("encode plan of migration %s from version %d: %w", run.m.ID, version, err)
+	}
+	run.plans[version] = encoded
+	return encoded, nil
 }
 
 // migrateBatch migrates the batch a crash interrupted, or else the next
-// one, and records the progress. The batch is stored before any instance
-// of it is asked, so that a migration resumed after a crash asks the same
-// instances again; an instance asked twice moves once, and says so.
+// one, and records the progress. A pass goes through the instances of
+// every version but the migration's, a version at a time in order, each
+// in id order; the cursor says where it is ("<version>/<last id>"). The
+// batch is stored before any instance of it is asked, so that a migration
+// resumed after a crash asks the same instances again; an instance asked
+// twice moves once, and says so.
 func (g *journeyGrain) migrateBatch(ctx context.Context, run *migrationRun) error {
 	m := &run.m
 	if len(m.Batch) == 0 {
-		keys, err := g.rt.store.Instances().ActiveKeys(ctx, g.tenantID, g.journeyID, m.FromVersion, m.Cursor, m.BatchSize)
+		version, keys, err := g.nextBatch(ctx, m)
 		if err != nil {
-			return fmt.Errorf("list instances for migration %s: %w", m.ID, err)
+			return err
 		}
 		if len(keys) == 0 {
 			return g.finishPass(ctx, m)
@@ -178,14 +182,61 @@ func (g *journeyGrain) migrateBatch(ctx context.Context, run *migrationRun) erro
 				m.Counts.Skipped++
 			}
 		}
-		m.Cursor = keys[len(keys)-1].ID
+		m.Cursor = fmt.Sprintf("%d/%s", version, keys[len(keys)-1].ID)
 		if err := g.saveMigration(ctx, m); err != nil {
 			return err
 		}
 	}
-	g.migrateInstances(ctx, run)
+	version, _ := splitCursor(m.Cursor)
+	plan, err := g.plan(ctx, run, version)
+	if err != nil {
+		return err
+	}
+	g.migrateInstances(ctx, m, version, plan)
 	m.Batch = nil
 	return g.saveMigration(ctx, m)
+}
+
+// nextBatch lists the instances after the cursor: on the cursor's version,
+// else on the next version that has instances in flight.
+func (g *journeyGrain) nextBatch(ctx context.Context, m *store.Migration) (int, []store.InstanceKey, error) {
+	version, after := splitCursor(m.Cursor)
+	for {
+		if version > 0 {
+			keys, err := g.rt.store.Instances().ActiveKeys(ctx, g.tenantID, g.journeyID, version, after, m.BatchSize)
+			if err != nil || len(keys) > 0 {
+				return version, keys, err
+			}
+		}
+		next, err := g.nextVersion(ctx, m, version)
+		if err != nil || next == 0 {
+			return 0, nil, err
+		}
+		version, after = next, ""
+	}
+}
+
+// nextVersion is the first version after version, other than the
+// migration's, that has instances in flight; 0 when there is none.
+func (g *journeyGrain) nextVersion(ctx context.Context, m *store.Migration, version int) (int, error) {
+	counts, err := g.rt.store.Instances().CountByVersion(ctx, g.tenantID, g.journeyID)
+	if err != nil {
+		return 0, fmt.Errorf("count instances for migration %s: %w", m.ID, err)
+	}
+	next := 0
+	for _, c := range counts {
+		if c.Version > version && c.Version != m.ToVersion && !engine.Terminal(c.Status) && c.Count > 0 && (next == 0 || c.Version < next) {
+			next = c.Version
+		}
+	}
+	return next, nil
+}
+
+// splitCursor reads a cursor: version 0 when the pass has not begun.
+func splitCursor(cursor string) (version int, after string) {
+	v, after, _ := strings.Cut(cursor, "/")
+	version, _ = strconv.Atoi(v)
+	return version, after
 }
 
 // finishPass ends a pass over the instances on the old version: the
@@ -209,10 +260,9 @@ func (g *journeyGrain) saveMigration(ctx context.Context, m *store.Migration) er
 	return nil
 }
 
-// migrateInstances asks every instance of the batch to migrate, each in
-// its own grain, and counts what became of them.
-func (g *journeyGrain) migrateInstances(ctx context.Context, run *migrationRun) {
-	m := &run.m
+// migrateInstances asks every instance of the batch, on version, to
+// migrate along plan, each in its own grain, and counts what became of them.
+func (g *journeyGrain) migrateInstances(ctx context.Context, m *store.Migration, version int, plan []byte) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, migrationParallel)
@@ -224,7 +274,7 @@ func (g *journeyGrain) migrateInstances(ctx context.Context, run *migrationRun) 
 			defer func() { <-sem; wg.Done() }()
 			reply, err := g.rt.askInstance(ctx, &actorpb.InstanceTrigger{
 				TenantId: g.tenantID, CustomerId: customerID, InstanceId: instanceID, Kind: actorpb.InstanceTrigger_KIND_MIGRATE,
-				MigrationId: m.ID, FromVersion: int32(m.FromVersion), ToVersion: int32(m.ToVersion), PlanJson: run.planJSON,
+				MigrationId: m.ID, FromVersion: int32(version), ToVersion: int32(m.ToVersion), PlanJson: plan,
 			}, idempotent)
 			mu.Lock()
 			defer mu.Unlock()

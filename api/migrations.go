@@ -68,15 +68,51 @@ type dryRunPlacement struct {
 	Customers int `json:"customers"`
 }
 
-type dryRunResponse struct {
-	DryRun      bool              `json:"dry_run"`
-	Valid       bool              `json:"valid"`
+// versionPlan is where the customers in flight on one version would go.
+type versionPlan struct {
 	FromVersion int               `json:"from_version"`
-	Diff        journey.GraphDiff `json:"diff"`
 	Placements  []dryRunPlacement `json:"placements"`
 	// Totals counts the customers by what would become of them.
 	Totals   map[string]int    `json:"totals"`
 	Problems []journey.Problem `json:"problems"`
+}
+
+type dryRunResponse struct {
+	DryRun bool `json:"dry_run"`
+	// Valid is false when a plan, of any version, has problems.
+	Valid bool              `json:"valid"`
+	Diff  journey.GraphDiff `json:"diff"`
+	// The plan of the active version's customers.
+	versionPlan
+	// OtherVersions are the plans of the older versions customers are
+	// still on, which a migration moves too.
+	OtherVersions []versionPlan `json:"other_versions"`
+}
+
+// source is a version customers are in flight on: its graph and how many
+// are at each of its nodes.
+type source struct {
+	version int
+	graph   journey.Graph
+	counts  map[string]int
+	// instances counts the customers in flight on it.
+	instances int
+}
+
+// plan is where source's customers would go in graph to.
+func (src source) plan(to journey.Graph, opts journey.MigrationOptions) versionPlan {
+	occupied := map[string]bool{}
+	for node := range src.counts {
+		occupied[node] = true
+	}
+	plan, problems := journey.PlanMigration(src.graph, to, opts, occupied)
+	vp := versionPlan{FromVersion: src.version, Placements: make([]dryRunPlacement, 0, len(plan.Placements)), Problems: nonNil(problems),
+		Totals: map[string]int{journey.ActionStay: 0, journey.ActionMove: 0, journey.ActionSkip: 0, journey.ActionExit: 0, journey.ActionHold: 0}}
+	for _, pl := range plan.Placements {
+		vp.Placements = append(vp.Placements, dryRunPlacement{Placement: pl, Customers: src.counts[pl.From]})
+		vp.Totals[pl.Action] += src.counts[pl.From]
+	}
+	return vp
 }
 
 func (s *Server) publishVersion(c echo.Context) error {
@@ -115,27 +151,37 @@ func (s *Server) changeVersion(c echo.Context, kind string) error {
 	if err := decodeOptionalBody(c, &req); err != nil {
 		return err
 	}
-	from, counts, err := s.activeGraph(c, j)
+	sources, err := s.inFlight(c, j, v.Number)
 	if err != nil {
 		return err
 	}
-	occupied := map[string]bool{}
-	for node := range counts {
-		occupied[node] = true
+	res := dryRunResponse{DryRun: true, Valid: true, Diff: journey.Diff(sources[0].graph, to), OtherVersions: []versionPlan{}}
+	total := 0
+	for i, src := range sources {
+		vp := src.plan(to, req.options())
+		res.Valid = res.Valid && len(vp.Problems) == 0
+		if i == 0 {
+			res.versionPlan = vp
+		} else {
+			res.OtherVersions = append(res.OtherVersions, vp)
+		}
+		total += src.instances
 	}
-	plan, problems := journey.PlanMigration(from, to, req.options(), occupied)
 	if dry == "true" {
-		return c.JSON(http.StatusOK, dryRun(j, from, to, plan, problems, counts))
+		return c.JSON(http.StatusOK, res)
 	}
 	m, err := s.newMigration(c, j, v.Number, kind, req)
 	if err != nil {
 		return err
 	}
-	if m.Strategy != store.StrategyNewEntriesOnly && len(problems) > 0 {
-		e := apiError(http.StatusUnprocessableEntity, "invalid_migration",
-			fmt.Sprintf("the migration has %d problem(s) that would leave customers without a place; see a dry run", len(problems)))
-		e.Details = map[string]any{"problems": problems}
-		return e
+	if m.Strategy != store.StrategyNewEntriesOnly {
+		if !res.Valid {
+			e := apiError(http.StatusUnprocessableEntity, "invalid_migration",
+				"the migration's plan would leave customers without a place; a dry run lists each problem")
+			e.Details = map[string]any{"problems": res.Problems, "other_versions": res.OtherVersions}
+			return e
+		}
+		m.Counts.Total = total
 	}
 	ctx := c.Request().Context()
 	j, m, err = s.store.Migrations().StartMigration(ctx, m)
@@ -183,38 +229,51 @@ func (s *Server) checkChange(j store.Journey, v store.Version, g journey.Graph, 
 	return nil
 }
 
-// activeGraph is the journey's active graph and how many customers in
-// flight are at each of its nodes; an empty graph before the first publish.
-func (s *Server) activeGraph(c echo.Context, j store.Journey) (journey.Graph, map[string]int, error) {
-	if j.ActiveVersion == 0 {
-		return journey.Graph{}, map[string]int{}, nil
+// inFlight are the versions customers are in flight on, but the version
+// to: the active version first (its empty graph before the first publish,
+// for the diff), then the older ones in order.
+func (s *Server) inFlight(c echo.Context, j store.Journey, to int) ([]source, error) {
+	ctx := c.Request().Context()
+	versions := []int{j.ActiveVersion}
+	instances := map[int]int{}
+	if j.ActiveVersion > 0 {
+		counts, err := s.store.Instances().CountByVersion(ctx, j.TenantID, j.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, vc := range counts {
+			if engine.Terminal(vc.Status) || vc.Version == to {
+				continue
+			}
+			if instances[vc.Version] == 0 && vc.Version != j.ActiveVersion {
+				versions = append(versions, vc.Version)
+			}
+			instances[vc.Version] += vc.Count
+		}
+		slices.Sort(versions[1:])
 	}
-	active, err := s.findVersion(c, j.ActiveVersion)
-	if err != nil {
-		return journey.Graph{}, nil, err
+	sources := make([]source, 0, len(versions))
+	for _, n := range versions {
+		src := source{version: n, counts: map[string]int{}, instances: instances[n]}
+		if n > 0 {
+			v, err := s.findVersion(c, n)
+			if err != nil {
+				return nil, err
+			}
+			if src.graph, err = journey.Decode(v.Graph); err != nil {
+				return nil, fmt.Errorf("stored graph of journey %s version %d: %w", j.ID, n, err)
+			}
+			if src.counts, err = s.store.Instances().CountAtNodes(ctx, j.TenantID, j.ID, n); err != nil {
+				return nil, err
+			}
+		}
+		sources = append(sources, src)
 	}
-	g, err := journey.Decode(active.Graph)
-	if err != nil {
-		return g, nil, fmt.Errorf("stored graph of journey %s version %d: %w", j.ID, active.Number, err)
-	}
-	counts, err := s.store.Instances().CountAtNodes(c.Request().Context(), j.TenantID, j.ID, j.ActiveVersion)
-	return g, counts, err
-}
-
-// dryRun is what a migration would do, counted by node, changing nothing.
-func dryRun(j store.Journey, from, to journey.Graph, plan journey.MigrationPlan, problems []journey.Problem, counts map[string]int) dryRunResponse {
-	res := dryRunResponse{DryRun: true, Valid: len(problems) == 0, FromVersion: j.ActiveVersion, Diff: journey.Diff(from, to),
-		Placements: make([]dryRunPlacement, 0, len(plan.Placements)), Problems: nonNil(problems),
-		Totals: map[string]int{journey.ActionStay: 0, journey.ActionMove: 0, journey.ActionSkip: 0, journey.ActionExit: 0, journey.ActionHold: 0}}
-	for _, pl := range plan.Placements {
-		res.Placements = append(res.Placements, dryRunPlacement{Placement: pl, Customers: counts[pl.From]})
-		res.Totals[pl.Action] += counts[pl.From]
-	}
-	return res
+	return sources, nil
 }
 
 // newMigration is the record of the change the request asks for: who, what
-// and how, and how many customers are in flight on the active version.
+// and how.
 func (s *Server) newMigration(c echo.Context, j store.Journey, to int, kind string, req publishRequest) (store.Migration, error) {
 	m := store.Migration{TenantID: j.TenantID, JourneyID: j.ID, Kind: kind, FromVersion: j.ActiveVersion, ToVersion: to,
 		Strategy: req.Strategy, BatchSize: defaultBatchSize, CreatedAt: s.now()}
@@ -244,18 +303,6 @@ func (s *Server) newMigration(c echo.Context, j store.Journey, to int, kind stri
 		return m, fmt.Errorf("encode migration options: %w", err)
 	}
 	m.Options = options
-	if j.ActiveVersion == 0 {
-		return m, nil
-	}
-	counts, err := s.store.Instances().CountByVersion(c.Request().Context(), j.TenantID, j.ID)
-	if err != nil {
-		return m, err
-	}
-	for _, vc := range counts {
-		if vc.Version == j.ActiveVersion && !engine.Terminal(vc.Status) {
-			m.Counts.Total += vc.Count
-		}
-	}
 	return m, nil
 }
 
@@ -420,11 +467,15 @@ func (s *Server) releaseHeld(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	active, _, err := s.activeGraph(c, j)
+	active, err := s.findVersion(c, j.ActiveVersion)
 	if err != nil {
 		return err
 	}
-	if _, ok := active.Node(req.NodeID); !ok {
+	g, err := journey.Decode(active.Graph)
+	if err != nil {
+		return fmt.Errorf("stored graph of journey %s version %d: %w", j.ID, active.Number, err)
+	}
+	if _, ok := g.Node(req.NodeID); !ok {
 		e := invalidField("node_id", fmt.Sprintf("the active version %d has no node %q", j.ActiveVersion, req.NodeID))
 		e.Code = actors.CodeUnknownNode
 		return e

@@ -359,3 +359,52 @@ func TestMigrationControls(t *testing.T) {
 		e.do("GET", "/journeys/"+id+"/migrations/mig_nope", nil).fails(http.StatusNotFound, "migration_not_found")
 	})
 }
+
+// TestMigrateAllVersionsInFlight moves the customers still on an older
+// version, which a new_entries_only publish left there, along with those
+// on the active one.
+func TestMigrateAllVersionsInFlight(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		id := e.publish(chain(eventEntry("signed_up"), wait("w1", "1d"), email("e1")))
+		e.signUp(map[string]string{}, customers("old", 2)...)
+		e.settle()
+		v2 := e.draft(id, chain(eventEntry("signed_up"), wait("w1", "2d"), email("e1")))
+		if m := e.change(id, v2, "publish", nil); m.Strategy != store.StrategyNewEntriesOnly || m.Status != store.MigrationCompleted {
+			t.Fatalf("new_entries_only publish recorded as %+v", m)
+		}
+		e.signUp(map[string]string{}, customers("new", 3)...)
+		e.settle()
+		v3 := e.draft(id, chain(eventEntry("signed_up"), wait("w1", "3d"), email("e1")))
+		dry := ok[struct {
+			Valid         bool
+			FromVersion   int `json:"from_version"`
+			Totals        map[string]int
+			OtherVersions []struct {
+				FromVersion int `json:"from_version"`
+				Totals      map[string]int
+			} `json:"other_versions"`
+		}](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/publish?dry_run=true", id, v3), nil), http.StatusOK)
+		if !dry.Valid || dry.FromVersion != v2 || dry.Totals[journey.ActionStay] != 3 || len(dry.OtherVersions) != 1 ||
+			dry.OtherVersions[0].FromVersion != 1 || dry.OtherVersions[0].Totals[journey.ActionStay] != 2 {
+			t.Fatalf("dry run %+v", dry)
+		}
+		m := e.change(id, v3, "publish", map[string]any{"strategy": "migrate_all", "batch_size": 2})
+		if m.Counts != (store.MigrationCounts{Total: 5, Migrated: 5}) || m.Status != store.MigrationCompleted || m.FromVersion != v2 {
+			t.Fatalf("migration %+v", m)
+		}
+		// Three days from when each began: nothing after two.
+		e.advance(2*24*time.Hour + time.Hour)
+		for _, in := range e.versioned(id, "") {
+			if in.Version != v3 || in.Status != store.InstanceWaiting {
+				t.Fatalf("%s is on version %d, %s", in.CustomerID, in.Version, in.Status)
+			}
+		}
+		e.advance(24 * time.Hour)
+		for _, in := range e.versioned(id, "") {
+			if in.Status != store.InstanceCompleted {
+				t.Fatalf("%s is %s after three days", in.CustomerID, in.Status)
+			}
+			e.sent(in.ID, "e1")
+		}
+	})
+}
