@@ -95,8 +95,8 @@ func (g *journeyGrain) continueMigration(ctx context.Context, run *migrationRun)
 	run.pendingSince = g.rt.now()
 }
 
-// loadRun returns the journey's migration id, loading it and planning it
-// unless it is the one the grain carries out.
+// loadRun returns the journey's migration id, loading it unless it is the
+// one the grain carries out.
 func (g *journeyGrain) loadRun(ctx context.Context, id string) (*migrationRun, error) {
 	if g.run != nil && g.run.m.ID == id {
 		return g.run, nil
@@ -189,6 +189,12 @@ func (g *journeyGrain) migrateBatch(ctx context.Context, run *migrationRun) erro
 	}
 	version, _ := splitCursor(m.Cursor)
 	plan, err := g.plan(ctx, run, version)
+	if errors.Is(err, store.ErrNotFound) {
+		// A version gone (its journey deleted) never comes back.
+		now := g.rt.now()
+		m.Status, m.Error, m.FinishedAt = store.MigrationFailed, err.Error(), &now
+		return g.saveMigration(ctx, m)
+	}
 	if err != nil {
 		return err
 	}

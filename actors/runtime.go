@@ -185,7 +185,7 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 	policy := supervisor.Policy{Logger: opts.Logger}
 	r.stopCommitter = r.run(ctx, r.committerDone, supervisor.NewTree(supervisor.TreeOptions{Name: "store", Policy: policy}, r.committer))
 	r.stopFeeders = r.run(ctx, r.feedersDone, supervisor.NewTree(supervisor.TreeOptions{Name: "services", Strategy: supervisor.OneForOne, Policy: policy},
-		r.timers, r.router, r.dispatcher, recovery{r: r, every: opts.RecoverEvery}))
+		r.timers, r.router, r.dispatcher, recovery{r: r, every: opts.RecoverEvery, started: opts.Now()}))
 	return r, nil
 }
 
@@ -388,12 +388,15 @@ func (r *Runtime) routeEvent(ctx context.Context, e store.Event) error {
 type recovery struct {
 	r     *Runtime
 	every time.Duration
+	// started is when the runtime started: the first pass takes what
+	// was running then.
+	started time.Time
 }
 
 func (recovery) Name() string { return "recovery" }
 
 func (rc recovery) Run(ctx context.Context) error {
-	if err := rc.pass(ctx, rc.r.now()); err != nil {
+	if err := rc.pass(ctx, rc.started); err != nil {
 		return err
 	}
 	ticker := time.NewTicker(rc.every)

@@ -316,9 +316,10 @@ func TestMigrationControls(t *testing.T) {
 		e.signUp(map[string]string{}, customers("c", n)...)
 		e.settle()
 		v2 := e.draft(id, chain(eventEntry("signed_up"), wait("w1", "2d"), email("e1")))
-		// Started in the store, so that nothing kicks it but the runtime's
-		// first recovery pass, which may or may not have run yet: the
-		// pause lands after a few batches of one at most.
+		// Started in the store, after the runtime started, so that nothing
+		// kicks it: not the API, nor the recovery's first pass, which
+		// takes what was running at start.
+		e.clock.Advance(time.Millisecond)
 		options, _ := json.Marshal(journey.MigrationOptions{})
 		_, m, err := e.store.Migrations().StartMigration(context.Background(), store.Migration{TenantID: e.tenant.ID, JourneyID: id,
 			Kind: store.MigrationPublish, FromVersion: 1, ToVersion: v2, Strategy: store.StrategyMigrateAll, RolloutPercent: 100,
@@ -328,7 +329,7 @@ func TestMigrationControls(t *testing.T) {
 		}
 		path := "/journeys/" + id + "/migrations/" + m.ID
 		paused := ok[store.Migration](e.do("POST", path+"/pause", nil), http.StatusOK)
-		if paused.Status != store.MigrationPaused || paused.Counts.Migrated >= n {
+		if paused.Status != store.MigrationPaused || paused.Counts.Migrated != 0 {
 			t.Fatalf("paused migration: %+v", paused)
 		}
 		e.do("POST", path+"/pause", nil).fails(http.StatusConflict, "invalid_migration_state")
@@ -338,8 +339,8 @@ func TestMigrationControls(t *testing.T) {
 		if still := e.migration(id, m.ID); still.Counts != paused.Counts {
 			t.Fatalf("a paused store.Migration moved on: %+v, then %+v", paused.Counts, still.Counts)
 		}
-		if on1 := len(e.versioned(id, "&version=1")); on1 != n-paused.Counts.Migrated {
-			t.Fatalf("%d on version 1 while paused after %d migrated", on1, paused.Counts.Migrated)
+		if on1 := len(e.versioned(id, "&version=1")); on1 != n {
+			t.Fatalf("%d on version 1 while paused, want %d", on1, n)
 		}
 		ok[store.Migration](e.do("POST", path+"/resume", nil), http.StatusOK)
 		e.settle()
@@ -405,6 +406,39 @@ func TestMigrateAllVersionsInFlight(t *testing.T) {
 				t.Fatalf("%s is %s after three days", in.CustomerID, in.Status)
 			}
 			e.sent(in.ID, "e1")
+		}
+	})
+}
+
+// TestMigrationOfDeletedJourneyFails: a migration whose journey was
+// archived and deleted under it cannot go on, and says so.
+func TestMigrationOfDeletedJourneyFails(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		g1 := chain(eventEntry("signed_up"), wait("w1", "1d"), email("e1"))
+		id := e.publish(g1)
+		e.signUp(map[string]string{}, customers("c", 2)...)
+		e.settle()
+		v2 := e.draft(id, chain(eventEntry("signed_up"), wait("w1", "2d"), email("e1")))
+		// After the runtime started, so that its first recovery pass does
+		// not run it before the journey is gone.
+		e.clock.Advance(time.Millisecond)
+		_, m, err := e.store.Migrations().StartMigration(context.Background(), store.Migration{TenantID: e.tenant.ID, JourneyID: id,
+			Kind: store.MigrationPublish, FromVersion: 1, ToVersion: v2, Strategy: store.StrategyMigrateAll, RolloutPercent: 100,
+			BatchSize: 10, Options: []byte(`{}`), CreatedAt: e.clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok[map[string]any](e.do("POST", "/journeys/"+id+"/archive", nil), http.StatusOK)
+		if r := e.do("DELETE", "/journeys/"+id, nil); r.status != http.StatusNoContent {
+			t.Fatalf("delete: %d %s", r.status, r.body)
+		}
+		e.settle()
+		got, err := e.store.Migrations().GetMigration(context.Background(), e.tenant.ID, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != store.MigrationFailed || got.Error == "" || got.FinishedAt == nil {
+			t.Fatalf("migration of a deleted journey: %+v", got)
 		}
 	})
 }
