@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/kalcifer/kalcifer/store"
 )
 
 // FuzzCreateJourney posts arbitrary bytes where JSON is expected: every
@@ -130,6 +132,43 @@ func FuzzChannelBodies(f *testing.F) {
 			got := e.send(r)
 			if got.status >= http.StatusInternalServerError || !json.Valid(got.body) {
 				t.Fatalf("%s %s %q: %d %s", r.method, r.path, body, got.status, got.body)
+			}
+		}
+	})
+}
+
+// FuzzMigrationBodies sends arbitrary bytes as the options of a publish's
+// and a rollback's dry run, with customers in flight on two versions:
+// every answer is JSON and none is a server error.
+func FuzzMigrationBodies(f *testing.F) {
+	for _, seed := range []string{
+		`{"strategy":"migrate_all","removed_node_policy":"skip_to_next","node_mapping":{"wait_1":"email_1"}}`,
+		`{"strategy":"gradual","rollout_percent":50,"batch_size":10}`,
+		`{"strategy":"gradual","rollout_percent":1e999}`,
+		`{"node_mapping":{"wait_1":"wait_1","nope":"entry_1"},"removed_node_policy":"teleport"}`,
+		`{"node_mapping":[],"batch_size":-1}`,
+		`[`, `null`, ``, `{"strategy":"\u0000"}`, "\xff\xfe",
+	} {
+		f.Add([]byte(seed))
+	}
+	e := newEnv(f, openSQLite(f))
+	j := e.createJourney("welcome", validGraph())
+	ok[map[string]any](e.do("POST", versionPath(j.ID, 1, "")+"/publish", nil), http.StatusOK)
+	ok[map[string]any](e.do("POST", "/journeys/"+j.ID+"/versions", map[string]any{"from_version": 1}), http.StatusCreated)
+	ok[map[string]any](e.do("POST", versionPath(j.ID, 2, "")+"/publish", nil), http.StatusOK)
+	ok[map[string]any](e.do("POST", "/journeys/"+j.ID+"/versions", map[string]any{"from_version": 1}), http.StatusCreated)
+	for i, at := range []struct {
+		version int
+		node    string
+	}{{1, "wait_1"}, {2, "email_1"}, {2, "wait_1"}} {
+		c := e.upsert(string(rune('a'+i)), map[string]any{}, http.StatusCreated)
+		e.seed(e.tenant.ID, store.Instance{JourneyID: j.ID, Version: at.version, CustomerID: c.ID, Status: store.InstanceWaiting, Nodes: []string{at.node}}, nil)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, path := range []string{versionPath(j.ID, 3, "") + "/publish?dry_run=true", versionPath(j.ID, 1, "") + "/rollback?dry_run=true"} {
+			r := e.with(t).do("POST", path, body)
+			if r.status >= http.StatusInternalServerError || !json.Valid(r.body) {
+				t.Fatalf("POST %s %q: %d %s", path, body, r.status, r.body)
 			}
 		}
 	})
