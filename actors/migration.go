@@ -284,16 +284,16 @@ func (g *journeyGrain) migrateInstances(ctx context.Context, m *store.Migration,
 			}, idempotent)
 			mu.Lock()
 			defer mu.Unlock()
-			countMigrated(m, instanceID, reply, err)
+			g.rt.migrated.WithLabelValues(countMigrated(m, instanceID, reply, err)).Inc()
 		}()
 	}
 	wg.Wait()
 }
 
-// countMigrated adds one instance's outcome to the migration's counts. An
-// instance the migration did not move (it ended first) was left on the
-// old version, like those a rollout's percentage leaves.
-func countMigrated(m *store.Migration, instanceID string, reply *actorpb.InstanceReply, err error) {
+// countMigrated adds one instance's outcome to the migration's counts and
+// returns it. An instance the migration did not move (it ended first) was
+// left on the old version, like those a rollout's percentage leaves.
+func countMigrated(m *store.Migration, instanceID string, reply *actorpb.InstanceReply, err error) string {
 	switch {
 	case err != nil:
 		m.Counts.Failed++
@@ -301,14 +301,19 @@ func countMigrated(m *store.Migration, instanceID string, reply *actorpb.Instanc
 			m.Failures = m.Failures[1:]
 		}
 		m.Failures = append(m.Failures, store.MigrationFailure{InstanceID: instanceID, Error: err.Error()})
+		return "failed"
 	case reply.GetMigrationId() != m.ID:
 		m.Counts.Skipped++
+		return "skipped"
 	case reply.GetStatus() == engine.StatusExited:
 		m.Counts.Exited++
+		return "exited"
 	case reply.GetStatus() == engine.StatusHeld:
 		m.Counts.Held++
+		return "held"
 	default:
 		m.Counts.Migrated++
+		return "migrated"
 	}
 }
 

@@ -84,6 +84,8 @@ type Runtime struct {
 	timerPoll  time.Duration
 	escalation *escalation
 	onCommit   func(store.Commit)
+	// migrated counts the instances migrations asked, by outcome.
+	migrated *prometheus.CounterVec
 	// customerLocks serialise the steps of one customer's instances on
 	// this node. Across nodes that takes the cluster's placement (a later issue).
 	customerLocks stripedLocks
@@ -141,6 +143,13 @@ func Start(ctx context.Context, opts Options) (*Runtime, error) {
 		store: opts.Store, nodes: opts.Nodes, log: opts.Logger, now: opts.Now, timerPoll: opts.TimerPoll, onCommit: opts.OnCommit,
 		committer:   store.NewGroupCommitter(opts.Store.Instances(), 256),
 		feedersDone: make(chan struct{}), committerDone: make(chan struct{}),
+	}
+	r.migrated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kalcifer_migration_instances_total",
+		Help: "Instances migrations asked to move, by outcome: migrated, exited, held, failed, or skipped (ended first).",
+	}, []string{"outcome"})
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(r.migrated)
 	}
 	r.plans = newPlans(opts.Store.Journeys(), opts.Nodes)
 	r.entries = newEntries(opts.Store.Journeys(), r.plans, opts.Now, 5*time.Second)

@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kalcifer/kalcifer/actors"
 	"github.com/kalcifer/kalcifer/api"
 	"github.com/kalcifer/kalcifer/channels"
@@ -67,6 +69,8 @@ type env struct {
 	url    string
 	key    string
 	tenant store.Tenant
+	// metrics is the registry the runtime's metrics are in.
+	metrics *prometheus.Registry
 	// reachable holds the customers given an address on every channel;
 	// the envs of subtests share it.
 	reachable *sync.Map
@@ -131,8 +135,9 @@ func newEnvWith(t *testing.T, open func(context.Context, testing.TB) (store.Stor
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.metrics = prometheus.NewRegistry()
 	e.rt, err = actors.Start(ctx, actors.Options{Store: st, Nodes: nodes.Default(), Logger: logger, Now: e.clock.Now,
-		TimerPoll: time.Hour, DispatchPoll: time.Hour, Accounts: accts})
+		TimerPoll: time.Hour, DispatchPoll: time.Hour, Accounts: accts, Registerer: e.metrics})
 	if err != nil {
 		t.Fatalf("start runtime: %v", err)
 	}

@@ -17,6 +17,28 @@ type versionedInstance struct {
 	Version int `json:"version"`
 }
 
+// counter is the value of the runtime's counter name with the label.
+func (e *env) counter(name, label, value string) float64 {
+	e.t.Helper()
+	families, err := e.metrics.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 // draft adds a version with graph to the journey and returns its number.
 func (e *env) draft(journeyID string, graph map[string]any) int {
 	e.t.Helper()
@@ -133,6 +155,9 @@ func TestMigrateAll(t *testing.T) {
 		}
 		if m.CreatedBy == "" {
 			t.Error("the migration does not say who started it")
+		}
+		if got := e.counter("kalcifer_migration_instances_total", "outcome", "migrated"); got != 10 {
+			t.Fatalf("kalcifer_migration_instances_total{outcome=migrated} is %v, want 10", got)
 		}
 		after := e.versioned(id, "")
 		for _, c := range append(early, late...) {
