@@ -467,3 +467,43 @@ func TestMigrationOfDeletedJourneyFails(t *testing.T) {
 		}
 	})
 }
+
+// TestEntriesDuringMigration: customers keep signing up while a migration
+// runs in the background, a batch of two at a time. Each ends with exactly
+// one instance, on the new version, whether it entered before the publish,
+// during the migration or after it.
+func TestEntriesDuringMigration(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		id := e.publish(chain(eventEntry("signed_up"), wait("w1", "1d"), email("e1")))
+		ids := map[string]string{}
+		e.signUp(ids, customers("before", 20)...)
+		e.settle()
+		v2 := e.draft(id, chain(eventEntry("signed_up"), wait("w1", "2d"), email("e1")))
+		during := customers("during", 20)
+		for _, c := range during {
+			e.reach(c)
+		}
+		// The publish kicks the journey's grain, which migrates on its own
+		// while the sign-ups go in.
+		r := ok[struct{ Migration store.Migration }](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/publish", id, v2),
+			map[string]any{"strategy": "migrate_all", "batch_size": 2}), http.StatusOK)
+		for _, c := range during {
+			e.event(c, "signed_up", nil)
+		}
+		e.settle()
+		if m := e.migration(id, r.Migration.ID); m.Status != store.MigrationCompleted || m.Counts.Total != 20 || m.Counts.Migrated != 20 {
+			t.Fatalf("migration %+v", m)
+		}
+		all := ok[struct{ Data []versionedInstance }](e.do("GET", "/journeys/"+id+"/instances?limit=200", nil), http.StatusOK).Data
+		seen := map[string]int{}
+		for _, in := range all {
+			seen[in.CustomerID]++
+			if in.Version != v2 || in.Status != store.InstanceWaiting || in.Nodes[0] != "w1" {
+				t.Fatalf("instance %s of %s is on version %d, %s at %v", in.ID, in.CustomerID, in.Version, in.Status, in.Nodes)
+			}
+		}
+		if len(all) != 40 || len(seen) != 40 {
+			t.Fatalf("%d instances of %d customers, want 40 of 40", len(all), len(seen))
+		}
+	})
+}
