@@ -151,7 +151,9 @@ func (g *instanceGrain) migrate(ctx Context, m *actorpb.InstanceTrigger, t engin
 	from := g.plan
 	g.plan = to
 	reply, err := g.step(ctx, t, false)
-	if err == nil && !reply.(*actorpb.InstanceReply).GetChanged() {
+	if err != nil || !reply.(*actorpb.InstanceReply).GetChanged() {
+		// The state is still on the old version (a failed commit has
+		// dropped it already; a failure before the commit has not).
 		g.plan = from
 	}
 	return reply, err

@@ -62,10 +62,11 @@ type migrationRun struct {
 func (g *journeyGrain) onMigrationRun(ctx Context, msg *actorpb.MigrationRun) error {
 	if g.run != nil && g.run.m.ID == msg.GetMigrationId() {
 		switch {
-		case msg.GetContinued():
+		case msg.GetContinued(), !msg.GetDrain() && g.rt.now().Sub(g.run.pendingSince) >= pendingStale:
+			// The batch sent arrived, or was lost: this message goes on.
 			g.run.pendingSince = time.Time{}
 		case msg.GetDrain():
-		case !g.run.pendingSince.IsZero() && g.rt.now().Sub(g.run.pendingSince) < pendingStale:
+		case !g.run.pendingSince.IsZero():
 			return nil
 		}
 	}
@@ -177,17 +178,20 @@ func (g *journeyGrain) migrateBatch(ctx context.Context, run *migrationRun) erro
 		}
 		for _, k := range keys {
 			if journey.InRollout(k.ID, m.RolloutPercent) {
-				m.Batch = append(m.Batch, k.CustomerID+"/"+k.ID)
+				m.Batch = append(m.Batch, fmt.Sprintf("%d/%s/%s", version, k.CustomerID, k.ID))
 			} else {
 				m.Counts.Skipped++
 			}
 		}
 		m.Cursor = fmt.Sprintf("%d/%s", version, keys[len(keys)-1].ID)
-		if err := g.saveMigration(ctx, m); err != nil {
+		if err := g.saveMigration(ctx, m); err != nil || len(m.Batch) == 0 {
 			return err
 		}
 	}
-	version, _ := splitCursor(m.Cursor)
+	// Every instance of a batch is on one version, which its entries
+	// name ("<version>/<customer>/<instance>"): a raised rollout resets
+	// the cursor, not the batch.
+	version, _ := splitCursor(m.Batch[0])
 	plan, err := g.plan(ctx, run, version)
 	if errors.Is(err, store.ErrNotFound) {
 		// A version gone (its journey deleted) never comes back.
@@ -238,7 +242,8 @@ func (g *journeyGrain) nextVersion(ctx context.Context, m *store.Migration, vers
 	return next, nil
 }
 
-// splitCursor reads a cursor: version 0 when the pass has not begun.
+// splitCursor reads a cursor, or a batch entry: version 0 when the pass
+// has not begun.
 func splitCursor(cursor string) (version int, after string) {
 	v, after, _ := strings.Cut(cursor, "/")
 	version, _ = strconv.Atoi(v)
@@ -273,6 +278,7 @@ func (g *journeyGrain) migrateInstances(ctx context.Context, m *store.Migration,
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, migrationParallel)
 	for _, key := range m.Batch {
+		_, key, _ := strings.Cut(key, "/")
 		customerID, instanceID, _ := strings.Cut(key, "/")
 		sem <- struct{}{}
 		wg.Add(1)

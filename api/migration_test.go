@@ -123,7 +123,8 @@ func TestPublishStrategies(t *testing.T) {
 			{map[string]any{"strategy": "gradual", "rollout_percent": 101}, "invalid_field", "rollout_percent"},
 			{map[string]any{"strategy": "migrate_all", "rollout_percent": 50}, "invalid_field", "rollout_percent"},
 			{map[string]any{"batch_size": 0}, "invalid_field", "batch_size"},
-			{map[string]any{"batch_size": 10001}, "invalid_field", "batch_size"},
+			{map[string]any{"batch_size": 1001}, "invalid_field", "batch_size"},
+			{map[string]any{"removed_node_policy": "teleport"}, "invalid_field", "removed_node_policy"},
 		} {
 			e.do("POST", publish, bad.body).fails(http.StatusBadRequest, bad.code)
 		}

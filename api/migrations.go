@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -21,8 +22,15 @@ import (
 var strategies = []string{store.StrategyNewEntriesOnly, store.StrategyMigrateAll, store.StrategyGradual}
 
 // defaultBatchSize is how many instances a migration looks at per batch
-// unless told otherwise.
-const defaultBatchSize = 500
+// unless told otherwise. A batch is one message of the journey's grain,
+// which answers enrolments between batches: maxBatchSize keeps a batch
+// well within a request's deadline.
+const (
+	defaultBatchSize = 500
+	maxBatchSize     = 1000
+)
+
+var removedPolicies = []string{journey.RemovedExit, journey.RemovedSkipToNext, journey.RemovedHold}
 
 // publishRequest says how customers in flight move to the version a
 // publish or a rollback makes active. Every field may be left out.
@@ -45,8 +53,10 @@ func (r *publishRequest) check() error {
 		return invalidField("rollout_percent", "is only for the gradual strategy")
 	case r.RolloutPercent != nil && (*r.RolloutPercent < 1 || *r.RolloutPercent > 100):
 		return invalidField("rollout_percent", "must be from 1 to 100")
-	case r.BatchSize != nil && (*r.BatchSize < 1 || *r.BatchSize > 10000):
-		return invalidField("batch_size", "must be from 1 to 10000")
+	case r.BatchSize != nil && (*r.BatchSize < 1 || *r.BatchSize > maxBatchSize):
+		return invalidField("batch_size", fmt.Sprintf("must be from 1 to %d", maxBatchSize))
+	case r.RemovedNodePolicy != "" && !slices.Contains(removedPolicies, r.RemovedNodePolicy):
+		return invalidField("removed_node_policy", fmt.Sprintf("must be one of %v", removedPolicies))
 	}
 	return nil
 }
@@ -158,7 +168,22 @@ func (s *Server) changeVersion(c echo.Context, kind string) error {
 	res := dryRunResponse{DryRun: true, Valid: true, Diff: journey.Diff(sources[0].graph, to), OtherVersions: []versionPlan{}}
 	total := 0
 	for i, src := range sources {
-		vp := src.plan(to, req.options())
+		opts := req.options()
+		if i > 0 {
+			// A mapping names nodes of any version in flight; each older
+			// version takes the entries for the nodes it has.
+			opts.NodeMapping = maps.Clone(opts.NodeMapping)
+			maps.DeleteFunc(opts.NodeMapping, func(node, _ string) bool { _, ok := src.graph.Node(node); return !ok })
+		}
+		vp := src.plan(to, opts)
+		if i == 0 {
+			vp.Problems = slices.DeleteFunc(vp.Problems, func(p journey.Problem) bool {
+				return p.Code == journey.CodeUnknownMappingSource && slices.ContainsFunc(sources[1:], func(o source) bool {
+					_, ok := o.graph.Node(p.NodeID)
+					return ok
+				})
+			})
+		}
 		res.Valid = res.Valid && len(vp.Problems) == 0
 		if i == 0 {
 			res.versionPlan = vp

@@ -394,7 +394,7 @@ func TestMigrateAllVersionsInFlight(t *testing.T) {
 		id := e.publish(chain(eventEntry("signed_up"), wait("w1", "1d"), email("e1")))
 		e.signUp(map[string]string{}, customers("old", 2)...)
 		e.settle()
-		v2 := e.draft(id, chain(eventEntry("signed_up"), wait("w1", "2d"), email("e1")))
+		v2 := e.draft(id, chain(eventEntry("signed_up"), wait("w1", "2d"), wait("x", "1h"), email("e1")))
 		if m := e.change(id, v2, "publish", nil); m.Strategy != store.StrategyNewEntriesOnly || m.Status != store.MigrationCompleted {
 			t.Fatalf("new_entries_only publish recorded as %+v", m)
 		}
@@ -409,12 +409,14 @@ func TestMigrateAllVersionsInFlight(t *testing.T) {
 				FromVersion int `json:"from_version"`
 				Totals      map[string]int
 			} `json:"other_versions"`
-		}](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/publish?dry_run=true", id, v3), nil), http.StatusOK)
+		}](e.do("POST", fmt.Sprintf("/journeys/%s/versions/%d/publish?dry_run=true", id, v3), map[string]any{"node_mapping": map[string]string{"x": "e1"}}), http.StatusOK)
 		if !dry.Valid || dry.FromVersion != v2 || dry.Totals[journey.ActionStay] != 3 || len(dry.OtherVersions) != 1 ||
 			dry.OtherVersions[0].FromVersion != 1 || dry.OtherVersions[0].Totals[journey.ActionStay] != 2 {
 			t.Fatalf("dry run %+v", dry)
 		}
-		m := e.change(id, v3, "publish", map[string]any{"strategy": "migrate_all", "batch_size": 2})
+		// The mapping names a node only version 2 has; version 1's plan
+		// takes no part of it.
+		m := e.change(id, v3, "publish", map[string]any{"strategy": "migrate_all", "batch_size": 2, "node_mapping": map[string]string{"x": "e1"}})
 		if m.Counts != (store.MigrationCounts{Total: 5, Migrated: 5}) || m.Status != store.MigrationCompleted || m.FromVersion != v2 {
 			t.Fatalf("migration %+v", m)
 		}

@@ -25,7 +25,8 @@ type Migration struct {
 // or re-timed if the wait changed), moves to a node that then runs for it,
 // exits, or is held. A held token keeps its wait, so that a later
 // migration to a version that has its node again (a rollback) puts it
-// back as it was; at a node the new version lacks too, it stays held.
+// back, waiting as that node says from when the wait began; at a node the
+// new version lacks too, it stays held.
 func (r *run) migrate(m *Migration) bool {
 	if m == nil || r.s.Version != m.FromVersion || m.FromVersion == m.ToVersion {
 		return false
@@ -41,6 +42,15 @@ func (r *run) migrate(m *Migration) bool {
 		case tok.Held && r.plan.nodes[tok.NodeID] != nil:
 			pl = journey.Placement{From: tok.NodeID, Action: journey.ActionStay, To: tok.NodeID}
 			tok.Held = false
+			switch pn := r.plan.nodes[tok.NodeID]; {
+			case tok.Wait == nil:
+			case pn.resumer != nil:
+				// The node may come back changed: wait as it now says.
+				tok.Wait = r.rewait(tok.NodeID, tok.Wait)
+			default:
+				// It came back as a node that does not wait: it runs.
+				tok.Wait = nil
+			}
 		case !ok || tok.Held:
 			pl = journey.Placement{From: tok.NodeID, Action: journey.ActionHold}
 		}

@@ -316,6 +316,28 @@ func TestMigrateHeldInstance(t *testing.T) {
 			t.Fatalf("timers after the rollback %+v", fx.Timers)
 		}
 	})
+	t.Run("its node back, changed, makes it wait as the node now says", func(t *testing.T) {
+		in := heldInstance(t)
+		back := waitGraph("wait", `{"duration":"5h"}`)
+		plan, _ := journey.PlanMigration(in.plan.Graph(), back, journey.MigrationOptions{}, nil)
+		in.plan = compile(t, back)
+		in.step(Trigger{Kind: TriggerMigrate, Migration: &Migration{ID: "m2", FromVersion: 4, ToVersion: 5, Plan: plan}})
+		in.wantStatus(StatusWaiting)
+		if tok := in.token("t1"); tok.Held || !tok.Wait.Until.Equal(t0.Add(5*time.Hour)) {
+			t.Fatalf("token %+v, want waiting until 5h after it began", tok)
+		}
+	})
+	t.Run("its node back as one that does not wait makes it run", func(t *testing.T) {
+		in := heldInstance(t)
+		back := waitGraph("send_sms", `{"body":"back"}`)
+		plan, _ := journey.PlanMigration(in.plan.Graph(), back, journey.MigrationOptions{}, nil)
+		in.plan = compile(t, back)
+		fx := in.step(Trigger{Kind: TriggerMigrate, Migration: &Migration{ID: "m2", FromVersion: 4, ToVersion: 5, Plan: plan}})
+		if got := delivered(fx.Deliveries); !slices.Equal(got, []string{"sms@w", "sms@sms"}) {
+			t.Fatalf("deliveries %v, want w (now an sms) then sms", got)
+		}
+		in.wantStatus(StatusCompleted)
+	})
 	t.Run("exit criteria end it", func(t *testing.T) {
 		in := heldInstance(t)
 		in.event(event("ev1", "unsubscribed", nil))

@@ -37,6 +37,7 @@ const (
 	CodeBackwardMapping      = "backward_mapping"
 	CodeAmbiguousSkip        = "ambiguous_skip"
 	CodeBackwardSkip         = "backward_skip"
+	CodeBackwardStay         = "backward_stay"
 	CodeInvalidRemovedPolicy = "invalid_removed_policy"
 )
 
@@ -141,8 +142,15 @@ func PlanMigration(from, to Graph, opts MigrationOptions, occupied map[string]bo
 					Message: fmt.Sprintf("node_mapping sends %s back to %s, which leads to nodes its customers have passed", n.ID, target)})
 			}
 			pl.Action, pl.To = ActionMove, target
-		case exists && !mapped && next.Type == n.Type:
-			pl.Action, pl.To, pl.Wait = ActionStay, target, waitChange(n, next)
+		case exists && !mapped:
+			pl.Action, pl.To = ActionMove, target
+			if next.Type == n.Type {
+				pl.Action, pl.Wait = ActionStay, waitChange(n, next)
+			}
+			if backwards(from, to, n.ID, target) && matters(n.ID) {
+				problems = append(problems, Problem{Code: CodeBackwardStay, NodeID: n.ID,
+					Message: fmt.Sprintf("%s now leads to nodes its customers have passed, which would run again for them: map them past those nodes", n.ID)})
+			}
 		case exists:
 			pl.Action, pl.To = ActionMove, target
 		case removed == RemovedHold:

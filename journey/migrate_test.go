@@ -247,3 +247,23 @@ func TestPropertyPlanMigration(t *testing.T) {
 		}
 	})
 }
+
+// TestPlanMigrationReorder: a node moved after a wait would run again for
+// the customers waiting there, who passed it; the plan says so for them,
+// and only for them.
+func TestPlanMigrationReorder(t *testing.T) {
+	from := chainGraph(node("in", "event_entry", ""), node("mail", "send_email", ""),
+		node("w", "wait", `{"duration": "1d"}`), node("done", "journey_exit", ""))
+	to := chainGraph(node("in", "event_entry", ""), node("w", "wait", `{"duration": "1d"}`),
+		node("mail", "send_email", ""), node("done", "journey_exit", ""))
+	_, problems := PlanMigration(from, to, MigrationOptions{}, map[string]bool{"w": true})
+	if len(problems) != 1 || problems[0].Code != CodeBackwardStay || problems[0].NodeID != "w" {
+		t.Fatalf("problems %+v, want backward_stay at w", problems)
+	}
+	if _, problems := PlanMigration(from, to, MigrationOptions{}, map[string]bool{"mail": true, "done": true}); len(problems) != 0 {
+		t.Fatalf("customers before the reordered wait, or past it, are fine: %+v", problems)
+	}
+	if _, problems := PlanMigration(from, to, MigrationOptions{NodeMapping: map[string]string{"w": "done"}}, map[string]bool{"w": true}); len(problems) != 0 {
+		t.Fatalf("mapped past the email: %+v", problems)
+	}
+}

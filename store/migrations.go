@@ -71,9 +71,10 @@ type Migration struct {
 	// CreatedBy names who started it: the API key's name and id.
 	CreatedBy string          `json:"created_by"`
 	Counts    MigrationCounts `json:"counts"`
-	// Cursor is the id of the last instance looked at by the current pass;
-	// Batch holds the ids being migrated now, so that a migration resumed
-	// after a crash asks them again and counts what they became.
+	// Cursor says where the current pass is (the journey's grain writes
+	// and reads it); Batch names the instances being migrated now, so that
+	// a migration resumed after a crash asks them again and counts what
+	// they became.
 	Cursor string   `json:"-"`
 	Batch  []string `json:"-"`
 	// Failures are the last instances that could not be migrated (at most
