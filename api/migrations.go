@@ -454,6 +454,10 @@ type releaseHeldRequest struct {
 	// FromNode, if set, releases only the instances held at that node.
 	FromNode string `json:"from_node"`
 	Limit    *int   `json:"limit"`
+	// After is the next_after of the previous call: the held instances
+	// after it, in id order, so that instances that stay held (they failed)
+	// are not taken again and again.
+	After string `json:"after"`
 }
 
 func (r *releaseHeldRequest) check() error {
@@ -476,8 +480,10 @@ type releaseFailure struct {
 type releaseHeldResponse struct {
 	Released int              `json:"released"`
 	Failed   []releaseFailure `json:"failed"`
-	// More says held instances remain that this call did not take.
-	More bool `json:"more"`
+	// More says held instances remain that this call did not take;
+	// NextAfter is then the after of the next call.
+	More      bool   `json:"more"`
+	NextAfter string `json:"next_after,omitempty"`
 }
 
 // releaseHeld releases a journey's held instances, those held at one node
@@ -511,12 +517,15 @@ func (s *Server) releaseHeld(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	held, err := s.store.Instances().ListInstances(ctx, j.TenantID, store.InstanceFilter{JourneyID: j.ID,
-		Status: store.InstanceHeld, NodeID: req.FromNode, Limit: limit + 1})
+		Status: store.InstanceHeld, NodeID: req.FromNode, After: req.After, Limit: limit + 1})
 	if err != nil {
 		return fmt.Errorf("list held instances: %w", err)
 	}
 	res := releaseHeldResponse{Failed: []releaseFailure{}, More: len(held) > limit}
 	held = held[:min(len(held), limit)]
+	if res.More {
+		res.NextAfter = held[len(held)-1].ID
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)

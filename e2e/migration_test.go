@@ -253,17 +253,19 @@ func TestMigrationHoldAndRelease(t *testing.T) {
 		e.do("POST", release, map[string]any{"node_id": "w1"}).fails(http.StatusBadRequest, "unknown_node")
 		e.do("POST", release, map[string]any{"node_id": "e1", "limit": 0}).fails(http.StatusBadRequest, "invalid_field")
 		type bulk struct {
-			Released int
-			Failed   []struct{ InstanceID, Code string }
-			More     bool
+			Released  int
+			Failed    []struct{ InstanceID, Code string }
+			More      bool
+			NextAfter string `json:"next_after"`
 		}
 		if r := ok[bulk](e.do("POST", release, map[string]any{"node_id": "e1", "from_node": "elsewhere"}), http.StatusOK); r.Released != 0 || r.More {
 			t.Fatalf("released from a node nobody is held at: %+v", r)
 		}
-		if r := ok[bulk](e.do("POST", release, map[string]any{"node_id": "e1", "from_node": "w1", "limit": 1}), http.StatusOK); r.Released != 1 || !r.More || len(r.Failed) != 0 {
-			t.Fatalf("first bulk release: %+v", r)
+		first := ok[bulk](e.do("POST", release, map[string]any{"node_id": "e1", "from_node": "w1", "limit": 1}), http.StatusOK)
+		if first.Released != 1 || !first.More || first.NextAfter == "" || len(first.Failed) != 0 {
+			t.Fatalf("first bulk release: %+v", first)
 		}
-		if r := ok[bulk](e.do("POST", release, map[string]any{"node_id": "e1"}), http.StatusOK); r.Released != 1 || r.More {
+		if r := ok[bulk](e.do("POST", release, map[string]any{"node_id": "e1", "after": first.NextAfter}), http.StatusOK); r.Released != 1 || r.More {
 			t.Fatalf("second bulk release: %+v", r)
 		}
 		e.settle()
