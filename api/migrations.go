@@ -125,6 +125,35 @@ func (src source) plan(to journey.Graph, opts journey.MigrationOptions) versionP
 	return vp
 }
 
+// planSources plans the move of the customers on every version in flight
+// to graph to. A mapping names nodes of any version in flight: each older
+// version takes the entries for the nodes it has, and a node is unknown
+// only when no version in flight has it.
+func planSources(sources []source, to journey.Graph, opts journey.MigrationOptions) dryRunResponse {
+	res := dryRunResponse{DryRun: true, Valid: true, Diff: journey.Diff(sources[0].graph, to), OtherVersions: []versionPlan{}}
+	for i, src := range sources {
+		own := opts
+		if i > 0 {
+			own.NodeMapping = maps.Clone(opts.NodeMapping)
+			maps.DeleteFunc(own.NodeMapping, func(node, _ string) bool { _, ok := src.graph.Node(node); return !ok })
+		}
+		vp := src.plan(to, own)
+		if i == 0 {
+			vp.Problems = slices.DeleteFunc(vp.Problems, func(p journey.Problem) bool {
+				return p.Code == journey.CodeUnknownMappingSource && slices.ContainsFunc(sources[1:], func(o source) bool {
+					_, ok := o.graph.Node(p.NodeID)
+					return ok
+				})
+			})
+			res.versionPlan = vp
+		} else {
+			res.OtherVersions = append(res.OtherVersions, vp)
+		}
+		res.Valid = res.Valid && len(vp.Problems) == 0
+	}
+	return res
+}
+
 func (s *Server) publishVersion(c echo.Context) error {
 	return s.changeVersion(c, store.MigrationPublish)
 }
@@ -165,33 +194,7 @@ func (s *Server) changeVersion(c echo.Context, kind string) error {
 	if err != nil {
 		return err
 	}
-	res := dryRunResponse{DryRun: true, Valid: true, Diff: journey.Diff(sources[0].graph, to), OtherVersions: []versionPlan{}}
-	total := 0
-	for i, src := range sources {
-		opts := req.options()
-		if i > 0 {
-			// A mapping names nodes of any version in flight; each older
-			// version takes the entries for the nodes it has.
-			opts.NodeMapping = maps.Clone(opts.NodeMapping)
-			maps.DeleteFunc(opts.NodeMapping, func(node, _ string) bool { _, ok := src.graph.Node(node); return !ok })
-		}
-		vp := src.plan(to, opts)
-		if i == 0 {
-			vp.Problems = slices.DeleteFunc(vp.Problems, func(p journey.Problem) bool {
-				return p.Code == journey.CodeUnknownMappingSource && slices.ContainsFunc(sources[1:], func(o source) bool {
-					_, ok := o.graph.Node(p.NodeID)
-					return ok
-				})
-			})
-		}
-		res.Valid = res.Valid && len(vp.Problems) == 0
-		if i == 0 {
-			res.versionPlan = vp
-		} else {
-			res.OtherVersions = append(res.OtherVersions, vp)
-		}
-		total += src.instances
-	}
+	res := planSources(sources, to, req.options())
 	if dry == "true" {
 		return c.JSON(http.StatusOK, res)
 	}
@@ -206,7 +209,9 @@ func (s *Server) changeVersion(c echo.Context, kind string) error {
 			e.Details = map[string]any{"problems": res.Problems, "other_versions": res.OtherVersions}
 			return e
 		}
-		m.Counts.Total = total
+		for _, src := range sources {
+			m.Counts.Total += src.instances
+		}
 	}
 	ctx := c.Request().Context()
 	j, m, err = s.store.Migrations().StartMigration(ctx, m)

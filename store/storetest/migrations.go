@@ -145,10 +145,7 @@ func testStartMigration(t *testing.T, s store.Store) {
 func testMigrationRefusals(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	js, ms := s.Journeys(), s.Migrations()
-	ten := newTenant(t, s, "acme")
-	j := newJourney(t, s, ten.ID, graphA)
-	must2(js.PublishVersion(ctx, ten.ID, j.ID, 1, at(1)))(t)
-	must(js.CreateVersion(ctx, ten.ID, j.ID, graphB, at(2)))(t)
+	ten, j := publishedWithDraft(t, s)
 	_, m := start(t, s, migration(ten.ID, j.ID, 1, 2, store.StrategyMigrateAll, 3))
 	must(js.CreateVersion(ctx, ten.ID, j.ID, graphB, at(4)))(t)
 	jr := must(js.GetJourney(ctx, ten.ID, j.ID))(t)
@@ -216,10 +213,7 @@ func testMigrationRefusals(t *testing.T, s store.Store) {
 func testNewEntriesOnly(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	js, ms := s.Journeys(), s.Migrations()
-	ten := newTenant(t, s, "acme")
-	j := newJourney(t, s, ten.ID, graphA)
-	must2(js.PublishVersion(ctx, ten.ID, j.ID, 1, at(1)))(t)
-	must(js.CreateVersion(ctx, ten.ID, j.ID, graphB, at(2)))(t)
+	ten, j := publishedWithDraft(t, s)
 	pj, m := start(t, s, migration(ten.ID, j.ID, 1, 2, store.StrategyNewEntriesOnly, 3))
 	wantEqual(t, m.Status, store.MigrationCompleted)
 	wantEqual(t, *m.FinishedAt, m.CreatedAt)
@@ -481,10 +475,7 @@ func testHeldInstance(t *testing.T, s store.Store) {
 func testConcurrentStartMigration(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	js, ms := s.Journeys(), s.Migrations()
-	ten := newTenant(t, s, "acme")
-	j := newJourney(t, s, ten.ID, graphA)
-	must2(js.PublishVersion(ctx, ten.ID, j.ID, 1, at(1)))(t)
-	must(js.CreateVersion(ctx, ten.ID, j.ID, graphB, at(2)))(t)
+	ten, j := publishedWithDraft(t, s)
 	wantEqual(t, wins(t, store.ErrMigrationInProgress, Concurrently(10, func() error {
 		return errOf3(ms.StartMigration(ctx, migration(ten.ID, j.ID, 1, 2, store.StrategyMigrateAll, 3)))
 	})), 1)
@@ -499,4 +490,16 @@ func testConcurrentStartMigration(t *testing.T, s store.Store) {
 	})), 1)
 	wantEqual(t, len(must(ms.ListMigrations(ctx, ten.ID, store.MigrationFilter{}))(t)), 2)
 	wantEqual(t, must(js.GetJourney(ctx, ten.ID, j.ID))(t).ActiveVersion, 1)
+}
+
+// publishedWithDraft is a tenant's journey with version 1 published and
+// version 2 a draft.
+func publishedWithDraft(t *testing.T, s store.Store) (store.Tenant, store.Journey) {
+	t.Helper()
+	ctx := context.Background()
+	ten := newTenant(t, s, "acme")
+	j := newJourney(t, s, ten.ID, graphA)
+	must2(s.Journeys().PublishVersion(ctx, ten.ID, j.ID, 1, at(1)))(t)
+	must(s.Journeys().CreateVersion(ctx, ten.ID, j.ID, graphB, at(2)))(t)
+	return ten, j
 }
