@@ -545,7 +545,8 @@ func migInspectKilled(t testing.TB, dir, tenantID, journeyID, migrationID string
 	}
 	moved := 0
 	for _, k := range m.Batch {
-		_, id, _ := strings.Cut(k, "/")
+		// An entry ends with the instance's id.
+		id := k[strings.LastIndex(k, "/")+1:]
 		in, err := st.Instances().GetInstance(ctx, tenantID, id)
 		if err != nil {
 			t.Fatal(err)
