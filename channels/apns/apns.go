@@ -29,8 +29,6 @@ const (
 	// tokens older than an hour and new ones more often than every 20
 	// minutes (TooManyProviderTokenUpdates).
 	tokenLifetime = 50 * time.Minute
-	// DeliveryIDKey is the payload key carrying the delivery id.
-	DeliveryIDKey = channels.DeliveryIDKey
 )
 
 // Kind is the APNs provider. apns-id only names a notification (APNs does
@@ -180,7 +178,7 @@ func payload(m channels.Message) ([]byte, error) {
 	// Set last: the data cannot replace what APNs reads.
 	p["aps"] = aps{Alert: alert{Title: m.Push.Title, Body: m.Push.Body}, Sound: "default"}
 	if m.DeliveryID != "" {
-		p[DeliveryIDKey] = m.DeliveryID
+		p[channels.DeliveryIDKey] = m.DeliveryID
 	}
 	return json.Marshal(p)
 }

@@ -25,9 +25,6 @@ const (
 	defaultTokenURI = "https://oauth2.googleapis.com/token"
 	scope           = "https://www.googleapis.com/auth/firebase.messaging"
 	jwtBearer       = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-	// DeliveryIDKey is the data key carrying the delivery id, so the app
-	// (and anything it reports back) can name the delivery.
-	DeliveryIDKey = channels.DeliveryIDKey
 )
 
 // Kind is the FCM provider. FCM has no idempotency key (a collapse key
@@ -246,7 +243,7 @@ func (p *provider) body(m channels.Message, token string) ([]byte, error) {
 		msg.Data[k] = v
 	}
 	if m.DeliveryID != "" {
-		msg.Data[DeliveryIDKey] = m.DeliveryID
+		msg.Data[channels.DeliveryIDKey] = m.DeliveryID
 	}
 	if ck := CollapseKey(m.Key); ck != "" {
 		msg.Android = &androidConfig{CollapseKey: ck}

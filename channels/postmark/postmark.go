@@ -48,10 +48,6 @@ type Config struct {
 	WebhookPassword string `json:"webhook_password"`
 }
 
-// MetadataKey is the metadata field that carries the delivery id; Postmark
-// echoes a message's metadata in its webhooks.
-const MetadataKey = channels.DeliveryIDKey
-
 const defaultBaseURL = "https://api.postmarkapp.com"
 
 func loadConfig(raw json.RawMessage) (Config, error) {
@@ -163,7 +159,8 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 		}
 	}
 	if m.DeliveryID != "" {
-		body.Metadata = map[string]string{MetadataKey: m.DeliveryID}
+		// Postmark echoes a message's metadata in its webhooks.
+		body.Metadata = map[string]string{channels.DeliveryIDKey: m.DeliveryID}
 	}
 	payload, err := json.Marshal(body)
 	if err != nil {
@@ -272,7 +269,7 @@ func parseRecord(body []byte, now func() time.Time) ([]channels.Status, error) {
 		return nil, fmt.Errorf("decode postmark webhook: %w", err)
 	}
 	s := channels.Status{MessageID: rec.MessageID}
-	if id, ok := rec.Metadata[MetadataKey].(string); ok {
+	if id, ok := rec.Metadata[channels.DeliveryIDKey].(string); ok {
 		s.DeliveryID = id
 	}
 	var at string

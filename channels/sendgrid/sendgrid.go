@@ -50,10 +50,6 @@ type Config struct {
 	WebhookPublicKey string `json:"webhook_public_key"`
 }
 
-// DeliveryArg is the custom argument that carries the delivery id; SendGrid
-// echoes custom arguments in every event of the message.
-const DeliveryArg = channels.DeliveryIDKey
-
 const defaultBaseURL = "https://api.sendgrid.com"
 
 func loadConfig(raw json.RawMessage) (Config, *ecdsa.PublicKey, error) {
@@ -187,7 +183,8 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 		body.Content = append(body.Content, content{Type: "text/html", Value: e.HTML})
 	}
 	if m.DeliveryID != "" {
-		body.CustomArgs = map[string]string{DeliveryArg: m.DeliveryID}
+		// SendGrid echoes custom arguments in every event of the message.
+		body.CustomArgs = map[string]string{channels.DeliveryIDKey: m.DeliveryID}
 	}
 	payload, err := json.Marshal(body)
 	if err != nil {
@@ -372,7 +369,7 @@ func deliveryID(ev event) string {
 	if s, ok := ev.DeliveryID.(string); ok && s != "" {
 		return s
 	}
-	if s, ok := ev.UniqueArgs[DeliveryArg].(string); ok {
+	if s, ok := ev.UniqueArgs[channels.DeliveryIDKey].(string); ok {
 		return s
 	}
 	return ""

@@ -48,10 +48,6 @@ type Config struct {
 	BaseURL string `json:"base_url"`
 }
 
-// DeliveryTag is the message tag carrying the delivery id; SES echoes tags
-// back in the events it publishes.
-const DeliveryTag = channels.DeliveryIDKey
-
 // The region becomes part of a host name, so it is held to what AWS region
 // names look like.
 var regionPattern = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$`)
@@ -150,7 +146,8 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 		req.Content.Simple.Body.HTML = &content{Data: e.HTML, Charset: "UTF-8"}
 	}
 	if v := tagValue(m.DeliveryID); v != "" {
-		req.EmailTags = []tag{{Name: DeliveryTag, Value: v}}
+		// SES echoes tags back in the events it publishes.
+		req.EmailTags = []tag{{Name: channels.DeliveryIDKey, Value: v}}
 	}
 	req.ConfigurationSetName = p.cfg.ConfigurationSet
 

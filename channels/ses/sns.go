@@ -299,7 +299,7 @@ func eventStatuses(message, snsID, snsTime string) ([]channels.Status, error) {
 		kind = e.NotificationType
 	}
 	s := channels.Status{MessageID: e.Mail.MessageID, EventID: snsID}
-	if v := e.Mail.Tags[DeliveryTag]; len(v) > 0 {
+	if v := e.Mail.Tags[channels.DeliveryIDKey]; len(v) > 0 {
 		s.DeliveryID = v[0]
 	}
 	at := snsTime

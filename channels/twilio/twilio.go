@@ -50,10 +50,6 @@ type Config struct {
 	BaseURL string `json:"base_url"`
 }
 
-// DeliveryParam is the query parameter of the status callback URL that
-// carries the delivery id; Twilio calls the URL exactly as it was given.
-const DeliveryParam = channels.DeliveryIDKey
-
 func loadConfig(raw json.RawMessage) (Config, error) {
 	var c Config
 	if err := channels.DecodeConfig(raw, &c); err != nil {
@@ -158,11 +154,13 @@ func (p *provider) Send(ctx context.Context, m channels.Message) (string, error)
 	}
 	if cb := p.cfg.StatusCallbackURL; cb != "" {
 		if m.DeliveryID != "" {
+			// Twilio calls the URL exactly as it was given, so its query
+			// carries the delivery id back.
 			sep := "?"
 			if strings.Contains(cb, "?") {
 				sep = "&"
 			}
-			cb += sep + DeliveryParam + "=" + url.QueryEscape(m.DeliveryID)
+			cb += sep + channels.DeliveryIDKey + "=" + url.QueryEscape(m.DeliveryID)
 		}
 		form.Set("StatusCallback", cb)
 	}
@@ -259,7 +257,7 @@ func Statuses(r *http.Request, body []byte, config json.RawMessage, deps channel
 	status := params.Get("MessageStatus")
 	s := channels.Status{
 		MessageID:  sid,
-		DeliveryID: r.URL.Query().Get(DeliveryParam),
+		DeliveryID: r.URL.Query().Get(channels.DeliveryIDKey),
 		At:         deps.Now(),
 		EventID:    sid + ":" + status,
 	}
