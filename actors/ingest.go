@@ -213,22 +213,27 @@ func (r *Runtime) InstanceAction(ctx context.Context, tenantID, instanceID, acti
 	if !ok {
 		return store.Instance{}, fmt.Errorf("unknown instance action %q", action)
 	}
+	in, reply, err := r.triggerInstance(ctx, tenantID, instanceID, &actorpb.InstanceTrigger{Kind: kind, Reason: reason})
+	if err == nil && !reply.GetChanged() {
+		err = ErrNoChange
+	}
+	return in, err
+}
+
+// triggerInstance asks the instance's grain, found through its customer,
+// to handle t, and returns the instance as committed then.
+func (r *Runtime) triggerInstance(ctx context.Context, tenantID, instanceID string, t *actorpb.InstanceTrigger) (store.Instance, *actorpb.InstanceReply, error) {
 	in, err := r.store.Instances().GetInstance(ctx, tenantID, instanceID)
 	if err != nil {
-		return store.Instance{}, err
+		return store.Instance{}, nil, err
 	}
-	reply, err := r.askInstance(ctx, &actorpb.InstanceTrigger{TenantId: tenantID, CustomerId: in.CustomerID, InstanceId: instanceID, Kind: kind, Reason: reason})
+	t.TenantId, t.CustomerId, t.InstanceId = tenantID, in.CustomerID, instanceID
+	reply, err := r.askInstance(ctx, t)
 	if err != nil {
-		return store.Instance{}, err
+		return store.Instance{}, nil, err
 	}
 	in, err = r.store.Instances().GetInstance(ctx, tenantID, instanceID)
-	if err != nil {
-		return store.Instance{}, err
-	}
-	if !reply.GetChanged() {
-		return in, ErrNoChange
-	}
-	return in, nil
+	return in, reply, err
 }
 
 // IngestStatus stores what a provider reported about a delivery as the

@@ -420,13 +420,6 @@ func (r *Runtime) ControlMigration(ctx context.Context, tenantID, journeyID, mig
 // ReleaseInstance sends a held instance's held customers to a node of its
 // version, which then runs for them.
 func (r *Runtime) ReleaseInstance(ctx context.Context, tenantID, instanceID, nodeID string) (store.Instance, error) {
-	in, err := r.store.Instances().GetInstance(ctx, tenantID, instanceID)
-	if err != nil {
-		return store.Instance{}, err
-	}
-	if _, err := r.askInstance(ctx, &actorpb.InstanceTrigger{TenantId: tenantID, CustomerId: in.CustomerID, InstanceId: instanceID,
-		Kind: actorpb.InstanceTrigger_KIND_RELEASE, NodeId: nodeID}); err != nil {
-		return store.Instance{}, err
-	}
-	return r.store.Instances().GetInstance(ctx, tenantID, instanceID)
+	in, _, err := r.triggerInstance(ctx, tenantID, instanceID, &actorpb.InstanceTrigger{Kind: actorpb.InstanceTrigger_KIND_RELEASE, NodeId: nodeID})
+	return in, err
 }
