@@ -11,7 +11,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/kalcifer/kalcifer/actors"
-	"github.com/kalcifer/kalcifer/journey"
 	"github.com/kalcifer/kalcifer/nodes"
 	"github.com/kalcifer/kalcifer/store"
 )
@@ -94,9 +93,9 @@ func (s *Server) webhookSecret(c echo.Context, j store.Journey) (string, error) 
 	if err != nil {
 		return "", storeError(err, "journey_not_found", "journey version")
 	}
-	g, err := journey.Decode(v.Graph)
+	g, err := storedGraph(v)
 	if err != nil {
-		return "", fmt.Errorf("stored graph of journey %s version %d: %w", j.ID, v.Number, err)
+		return "", err
 	}
 	for _, n := range g.Nodes {
 		if n.Type == webhookEntryType {

@@ -286,12 +286,9 @@ func (s *Server) inFlight(c echo.Context, j store.Journey, to int) ([]source, er
 	for _, n := range versions {
 		src := source{version: n, counts: map[string]int{}, instances: instances[n]}
 		if n > 0 {
-			v, err := s.findVersion(c, n)
-			if err != nil {
+			var err error
+			if src.graph, err = s.versionGraph(c, n); err != nil {
 				return nil, err
-			}
-			if src.graph, err = journey.Decode(v.Graph); err != nil {
-				return nil, fmt.Errorf("stored graph of journey %s version %d: %w", j.ID, n, err)
 			}
 			if src.counts, err = s.store.Instances().CountAtNodes(ctx, j.TenantID, j.ID, n); err != nil {
 				return nil, err
@@ -503,13 +500,9 @@ func (s *Server) releaseHeld(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	active, err := s.findVersion(c, j.ActiveVersion)
+	g, err := s.versionGraph(c, j.ActiveVersion)
 	if err != nil {
 		return err
-	}
-	g, err := journey.Decode(active.Graph)
-	if err != nil {
-		return fmt.Errorf("stored graph of journey %s version %d: %w", j.ID, active.Number, err)
 	}
 	if _, ok := g.Node(req.NodeID); !ok {
 		e := invalidField("node_id", fmt.Sprintf("the active version %d has no node %q", j.ActiveVersion, req.NodeID))

@@ -79,19 +79,33 @@ func (s *Server) loadVersion(c echo.Context, param string) (store.Version, error
 	return s.findVersion(c, n)
 }
 
-// loadGraph fetches the version named by a path parameter and decodes its
-// graph. Stored graphs passed journey.Decode on the way in, so a failure here
-// is corruption, not bad input.
+// loadGraph fetches the version named by a path parameter and decodes its graph.
 func (s *Server) loadGraph(c echo.Context, param string) (store.Version, journey.Graph, error) {
 	v, err := s.loadVersion(c, param)
 	if err != nil {
 		return v, journey.Graph{}, err
 	}
+	g, err := storedGraph(v)
+	return v, g, err
+}
+
+// storedGraph decodes a stored version's graph. Stored graphs passed
+// journey.Decode on the way in, so a failure here is corruption, not bad input.
+func storedGraph(v store.Version) (journey.Graph, error) {
 	g, err := journey.Decode(v.Graph)
 	if err != nil {
-		return v, g, fmt.Errorf("stored graph of journey %s version %d: %w", v.JourneyID, v.Number, err)
+		return g, fmt.Errorf("stored graph of journey %s version %d: %w", v.JourneyID, v.Number, err)
 	}
-	return v, g, nil
+	return g, nil
+}
+
+// versionGraph is the graph of version n of the :id journey.
+func (s *Server) versionGraph(c echo.Context, n int) (journey.Graph, error) {
+	v, err := s.findVersion(c, n)
+	if err != nil {
+		return journey.Graph{}, err
+	}
+	return storedGraph(v)
 }
 
 func (s *Server) createVersion(c echo.Context) error {
