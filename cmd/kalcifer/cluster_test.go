@@ -318,21 +318,16 @@ func (c *testCluster) waitStatus(journeyID, status string, want int, within time
 // latest logs after within.
 func (c *testCluster) waitFor(within time.Duration, done func(*server) (bool, string)) {
 	c.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, state := done(c.live()[0].server())
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			var logs strings.Builder
-			for i, n := range c.nodes {
-				fmt.Fprintf(&logs, "--- node %d ---\n%s\n", i, lastLines(n.server().stderr.String(), 30))
-			}
-			c.t.Fatalf("after %s: %s\n%s", within, state, logs.String())
-		}
-		time.Sleep(250 * time.Millisecond) // polling real processes that run on real time
+	poll(c.t, within, 250*time.Millisecond, func() (bool, string) { return done(c.live()[0].server()) }, c.logs)
+}
+
+// logs are the latest lines each node logged.
+func (c *testCluster) logs() string {
+	var logs strings.Builder
+	for i, n := range c.nodes {
+		fmt.Fprintf(&logs, "--- node %d ---\n%s\n", i, lastLines(n.server().stderr.String(), 30))
 	}
+	return logs.String()
 }
 
 func lastLines(s string, n int) string {

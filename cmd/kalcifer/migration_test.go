@@ -75,8 +75,8 @@ type migVersionCount struct {
 	ByStatus map[string]int `json:"by_status"`
 }
 
-// migPoll calls check until it holds, failing with its last word and what more() adds after within.
-func migPoll(t testing.TB, within, every time.Duration, check func() (bool, string), more func() string) {
+// poll calls check until it holds, failing with its last word and what more() adds after within.
+func poll(t testing.TB, within, every time.Duration, check func() (bool, string), more func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -186,7 +186,7 @@ func migEnrol(t testing.TB, via func(batch int) *server, key string, ids []strin
 // migWaitEnrolled waits until n instances of the journey wait on version 1.
 func migWaitEnrolled(t testing.TB, s func() *server, key, journeyID string, n int, within time.Duration, logs func() string) {
 	t.Helper()
-	migPoll(t, within, 250*time.Millisecond, func() (bool, string) {
+	poll(t, within, 250*time.Millisecond, func() (bool, string) {
 		counts, err := migByVersion(s(), key, journeyID)
 		if err != nil {
 			return false, err.Error()
@@ -254,7 +254,7 @@ func migPublish(t testing.TB, s *server, key, journeyID string, batchSize int) s
 func migWaitCompleted(t testing.TB, s func() *server, key, journeyID, migrationID string, within, every time.Duration, logs func() string) store.Migration {
 	t.Helper()
 	var m store.Migration
-	migPoll(t, within, every, func() (bool, string) {
+	poll(t, within, every, func() (bool, string) {
 		if err := migGet(s(), key, "/journeys/"+journeyID+"/migrations/"+migrationID, &m); err != nil {
 			return false, err.Error()
 		}
@@ -334,7 +334,7 @@ func migCheckDeliveries(t testing.TB, s *server, key, journeyID string, instance
 	sent func() map[string][]int, killed int, logs func() string) (resent int) {
 	t.Helper()
 	began := time.Now()
-	migPoll(t, time.Minute, 250*time.Millisecond, func() (bool, string) {
+	poll(t, time.Minute, 250*time.Millisecond, func() (bool, string) {
 		pending := len(listAll(t, s, key, "/deliveries?status=pending&journey_id="+journeyID))
 		return pending == 0, fmt.Sprintf("%d deliveries still pending", pending)
 	}, logs)
@@ -389,7 +389,7 @@ func migSentLogs(logs ...*syncBuffer) map[string][]int {
 // migEventRouted waits until the customer's event with the message id has been routed to its journeys.
 func migEventRouted(t testing.TB, s *server, key, customerID, messageID string, logs func() string) {
 	t.Helper()
-	migPoll(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
+	poll(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
 		var events struct {
 			Data []struct {
 				MessageID string     `json:"message_id"`
@@ -499,7 +499,7 @@ func TestMigrationResumesAfterCrash(t *testing.T) {
 		}
 	}
 	buyerInstance := instances[buyer]["id"].(string)
-	migPoll(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
+	poll(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
 		var in map[string]any
 		if err := migGet(s, key, "/instances/"+buyerInstance, &in); err != nil {
 			return false, err.Error()
@@ -514,7 +514,7 @@ func TestMigrationResumesAfterCrash(t *testing.T) {
 	if in["status"] != "waiting" || fmt.Sprint(in["nodes"]) != "[wfe]" {
 		t.Errorf("a click moved the clicker's instance on: %v at %v", in["status"], in["nodes"])
 	}
-	migPoll(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
+	poll(t, 30*time.Second, 100*time.Millisecond, func() (bool, string) {
 		ds := listAll(t, s, key, "/deliveries?instance_id="+buyerInstance)
 		nodes := []string{}
 		for _, d := range ds {
@@ -580,13 +580,7 @@ func TestClusterMigration10k(t *testing.T) {
 	}
 	const n = 10000
 	c := startCluster(t, 3, clusterProbe)
-	logs := func() string {
-		var b strings.Builder
-		for i, node := range c.nodes {
-			fmt.Fprintf(&b, "--- node %d ---\n%s\n", i, lastLines(node.server().stderr.String(), 30))
-		}
-		return b.String()
-	}
+	logs := c.logs
 	first := func() *server { return c.nodes[0].server() }
 	graph, _ := json.Marshal(map[string]any{"name": "migrate", "graph": migGraph(true)})
 	journeyID := createAndPublish(t, first(), c.key, string(graph))
