@@ -88,10 +88,19 @@ func (e *env) reach(customer string) {
 	if _, done := e.reachable.LoadOrStore(customer, true); done {
 		return
 	}
+	e.giveAddress(customer)
+}
+
+// giveAddress gives the customer an email address, a phone number and a push
+// token, and returns the customer's id.
+func (e *env) giveAddress(customer string) string {
+	e.t.Helper()
 	r := e.do("PUT", "/customers/"+url.PathEscape(customer), address(customer))
 	if r.status != http.StatusOK && r.status != http.StatusCreated {
 		e.t.Fatalf("give %s an address: %d %s", customer, r.status, r.body)
 	}
+	e.reachable.Store(customer, true)
+	return ok[struct{ ID string }](r, r.status).ID
 }
 
 // forEachStore runs test against a fresh engine on each store.
