@@ -103,18 +103,12 @@ func (p *pass) handle(ctx context.Context, dl store.Delivery) error {
 		return p.postpone(dl, until, CodeQuietHours, "quiet hours in the customer's time zone until "+until.Format(time.RFC3339))
 	}
 	g := d.guard(account, now)
-	token := g.limiter.ReserveN(now, 1)
-	if wait := token.DelayFrom(now); wait > 0 {
-		token.CancelAt(now)
-		// At least a millisecond: the store keeps microseconds, and a wait
-		// rounded down to none would be claimed again at once, in a loop.
-		return p.postpone(dl, now.Add(max(wait, time.Millisecond)), CodeThrottled,
-			fmt.Sprintf("%s allows %g messages a second", account.Name, account.Rate))
-	}
-	ok, probe, retry := g.breaker.allow(now)
-	if !ok {
-		token.CancelAt(now)
-		return p.postpone(dl, retry, CodeCircuitOpen, account.Name+" failed repeatedly; sends pause until "+retry.Format(time.RFC3339))
+	token, probe, until, code := g.admit(now)
+	switch code {
+	case CodeThrottled:
+		return p.postpone(dl, until, CodeThrottled, fmt.Sprintf("%s allows %g messages a second", account.Name, account.Rate))
+	case CodeCircuitOpen:
+		return p.postpone(dl, until, CodeCircuitOpen, account.Name+" failed repeatedly; sends pause until "+until.Format(time.RFC3339))
 	}
 	return p.send(dl, account, g, msg, token, probe)
 }

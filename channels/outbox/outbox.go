@@ -107,6 +107,31 @@ func (g *guard) share(now time.Time, a *accounts.Account, nodes int) {
 	g.limiter.SetBurstAt(now, burst)
 }
 
+// admit decides whether a send may start at now: the throttle has a
+// token, which it takes, and the breaker lets the send through (probe
+// says it is the breaker's probe). Otherwise it takes nothing and answers
+// the code and until when to wait. The token is looked at before it is
+// reserved, under the guard's lock: a reservation cancelled gives its
+// token back only as far as later reservations allow, so reserving and
+// cancelling lost tokens whenever workers interleaved.
+func (g *guard) admit(now time.Time) (token *rate.Reservation, probe bool, until time.Time, code string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if limit := g.limiter.Limit(); limit != rate.Inf {
+		if tokens := g.limiter.TokensAt(now); tokens < 1 {
+			wait := time.Duration((1 - tokens) / float64(limit) * float64(time.Second))
+			// At least a millisecond: the store keeps microseconds, and a wait
+			// rounded down to none would be claimed again at once, in a loop.
+			return nil, false, now.Add(max(wait, time.Millisecond)), CodeThrottled
+		}
+	}
+	ok, probe, retry := g.breaker.allow(now)
+	if !ok {
+		return nil, false, retry, CodeCircuitOpen
+	}
+	return g.limiter.ReserveN(now, 1), probe, time.Time{}, ""
+}
+
 // shareOf is one node's share, among nodes, of an account's rate and
 // burst (by default a second's worth).
 func shareOf(a *accounts.Account, nodes int) (rate.Limit, int) {
